@@ -1,0 +1,216 @@
+"""Composition root: builds directory, store, spool, agents, scheduler and servers.
+
+No globals: everything a part needs is handed to it here. `serve()` runs the
+whole server until SIGTERM/SIGINT, reloads safe settings on SIGHUP, and shuts
+down gracefully (stop accepting, 421 to idle sessions, bounded grace for
+transactions in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from postoffice import config as configuration
+from postoffice.clock import Clock, SystemClock
+from postoffice.config import Config, ConfigError
+from postoffice.delivery.local import LocalDeliveryAgent
+from postoffice.delivery.routing import NoRemoteDelivery, Router
+from postoffice.logs import EventLog
+from postoffice.policy.recipients import RecipientPolicy
+from postoffice.queue.backoff import Backoff
+from postoffice.queue.cleanup import Cleanup
+from postoffice.queue.scheduler import Scheduler
+from postoffice.queue.spool import Spool
+from postoffice.servers.listener import ConnectionCounter, Listener
+from postoffice.servers.smtp import BUSY, SmtpContext, SmtpSession
+from postoffice.storage.directory import SqliteDirectory
+from postoffice.storage.maildir import MaildirStore
+
+DEFAULT_DOMAIN = "localhost"
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where each part keeps its data inside the data dir (docs/on-disk-layout.md)."""
+
+    root: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.root / "directory.sqlite"
+
+    @property
+    def queue(self) -> Path:
+        return self.root / "queue"
+
+    @property
+    def mail(self) -> Path:
+        return self.root / "mail"
+
+
+def open_directory(config: Config) -> SqliteDirectory:
+    """Open (creating on first use, with the domain `localhost`) the directory database."""
+    path = Paths(config.data_dir).directory
+    fresh = not path.exists()
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        directory = SqliteDirectory(path)
+    except OSError as exc:
+        raise StartupError(
+            f"{config.data_dir}: cannot use the data dir: {exc.strerror or exc}"
+        ) from None
+    if fresh:
+        directory.add_domain(DEFAULT_DOMAIN)
+    return directory
+
+
+def check_writable(root: Path) -> None:
+    """Fail early, in one line, when the data dir cannot take files."""
+    probe = root / f".write-test-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            reason = "the disk is full"
+        raise StartupError(f"{root}: the data dir is not writable: {reason}") from None
+
+
+class Server:
+    """The running mail server: one asyncio process."""
+
+    def __init__(self, config: Config, log: EventLog, clock: Clock | None = None):
+        self.config = config
+        self.log = log
+        self.clock = clock or SystemClock()
+        paths = Paths(config.data_dir)
+        check_writable(config.data_dir)
+        self.directory = open_directory(config)
+        self.store = MaildirStore(paths.mail)
+        self.spool = Spool(paths.queue)
+        local = LocalDeliveryAgent(self.store, self.spool, config.hostname)
+        self.router = Router(self.directory, local, NoRemoteDelivery())
+        q = config.queue
+        self.scheduler = Scheduler(
+            self.spool,
+            self.router,
+            self.clock,
+            Backoff(q.min_backoff, q.max_backoff, q.max_lifetime),
+            concurrency=q.concurrency,
+            on_event=self._delivery_event,
+        )
+        self.cleanup = Cleanup(
+            self.spool, self.directory, config.hostname, self.clock, self.scheduler.notify
+        )
+        self.counter = ConnectionCounter()
+        self.listeners: list[Listener] = []
+        self._contexts: dict[str, SmtpContext] = {}
+        self._scheduler_task: asyncio.Task[None] | None = None
+        self._build_contexts(config)
+
+    def _build_contexts(self, config: Config) -> None:
+        policy = RecipientPolicy(self.directory, list(config.smtp.relay_networks), DEFAULT_DOMAIN)
+        for role in ("smtp", "submission"):
+            self._contexts[role] = SmtpContext(config, policy, self.cleanup, self.log, role)
+
+    def _delivery_event(self, kind: str, entry: object, detail: dict[str, object]) -> None:
+        qid = getattr(entry, "qid", None)
+        arrival = getattr(entry, "arrival", None)
+        delay = round(self.clock.time() - arrival, 3) if isinstance(arrival, float) else None
+        self.log.event(kind, qid=qid, delay=delay, **detail)
+
+    async def start(self) -> list[tuple[str, str]]:
+        """Recover the queue, start delivery and bind every listener."""
+        await self.scheduler.recover()  # before anything can store: recovery prunes orphans
+        self._scheduler_task = asyncio.create_task(self.scheduler.run())
+        bound: list[tuple[str, str]] = []
+        roles = (("smtp", self.config.smtp.listen), ("submission", self.config.submission.listen))
+        for role, addresses in roles:
+            listener = Listener(
+                role,
+                addresses,
+                lambda r, w, role=role: SmtpSession(lambda: self._contexts[role], r, w),
+                max_connections=self.config.limits.max_connections,
+                busy_line=f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode(),
+                log=self.log,
+                counter=self.counter,
+            )
+            try:
+                addrs = await listener.start()
+            except OSError as exc:
+                await self.stop()
+                raise StartupError(
+                    f"cannot listen for {role} on {addresses}: {exc.strerror or exc}"
+                ) from None
+            self.listeners.append(listener)
+            bound += [(role, a) for a in addrs]
+        return bound
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; apply what is safe without dropping sessions."""
+        source = self.config.source
+        if source is None:
+            return
+        try:
+            new = configuration.load(source, data_dir=self.config.data_dir)
+        except ConfigError as exc:
+            self.log.warning("reload_failed", error=str(exc))
+            return
+        kept = ("listen addresses and data_dir need a restart",)
+        self.config = new
+        self.log.configure(new.log.format, new.log.level)
+        self._build_contexts(new)  # limits, relay networks, hostname for new sessions
+        self.log.event("reloaded", config=str(source), note=kept[0])
+
+    async def stop(self) -> None:
+        grace = self.config.limits.shutdown_grace
+        for listener in self.listeners:
+            listener.stop_accepting()
+        await asyncio.gather(*(listener.shutdown(grace) for listener in self.listeners))
+        self.scheduler.stop()
+        if self._scheduler_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._scheduler_task, timeout=grace)
+
+
+async def serve(config: Config, log: EventLog, banner: bool = True) -> int:
+    """Run until SIGTERM or SIGINT; return the exit status."""
+    server = Server(config, log)
+    bound = await server.start()
+    if banner:
+        _print_banner(config, bound)
+    log.event("started", data_dir=str(config.data_dir), pid=os.getpid())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    await stop.wait()
+    log.event("stopping", grace=config.limits.shutdown_grace)
+    await server.stop()
+    log.event("stopped")
+    return 0
+
+
+def _print_banner(config: Config, bound: list[tuple[str, str]]) -> None:
+    names = {"smtp": "SMTP (port 25 role)", "submission": "submission (RFC 6409)"}
+    print(f"postoffice {config.hostname} — data in {config.data_dir}", flush=True)
+    for role, addr in bound:
+        print(f"  {names[role]:<24} listening on {addr}", flush=True)
+    print(
+        "Add a user:  postoffice user add alice@localhost"
+        f" --data-dir {config.data_dir}\nStop with Ctrl-C.",
+        flush=True,
+    )

@@ -1,0 +1,36 @@
+"""`postoffice serve` and `postoffice check-config`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from postoffice.app import StartupError
+from postoffice.app import serve as run_server
+from postoffice.cli.common import CliError, config_options, load_config
+from postoffice.logs import EventLog
+
+
+@click.command()
+@config_options
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Override [log] format.")
+def serve(config_path: Path | None, data_dir: Path | None, log_format: str | None) -> None:
+    """Start the mail server (creates the data dir with a default config on first run)."""
+    config = load_config(config_path, data_dir, create=True)
+    log = EventLog(log_format or config.log.format, config.log.level)
+    try:
+        status = asyncio.run(run_server(config, log))
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
+    sys.exit(status)
+
+
+@click.command("check-config")
+@config_options
+def check_config(config_path: Path | None, data_dir: Path | None) -> None:
+    """Validate the configuration and say which file was checked."""
+    config = load_config(config_path, data_dir)
+    click.echo(f"{config.source}: ok")

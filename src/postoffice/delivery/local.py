@@ -1,0 +1,102 @@
+"""Local delivery: put a queued message into the INBOX of each final local recipient.
+
+The agent reads the message once from the spool, then for each recipient
+prepends ``Return-Path`` (the envelope sender, RFC 5321 §4.4) and
+``Delivered-To`` and hands the bytes to the mail store, all in a worker thread
+since the store's file work blocks. Each delivery carries the id
+``<qid>-<index>`` (the recipient's position in the queue entry), so after a
+crash between the Maildir write and the queue update the scheduler's retry,
+flagged `entry.recovered`, finds the earlier copy with `has_delivery` and
+reports it delivered instead of writing a duplicate. A full disk or quota is a
+temporary failure (4.3.1), any other file error one of the mailbox (4.2.0);
+a recipient the store cannot name fails permanently (5.1.3).
+
+Standards: RFC 5321 §4.4 (Return-Path), RFC 3463 (enhanced status codes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from typing import Protocol
+
+from postoffice.delivery.base import Outcome, RecipientResult
+from postoffice.queue.entry import QueueEntry
+from postoffice.storage.base import MailStore
+
+_STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class MessageSource(Protocol):
+    """Where queued message bytes come from (the spool)."""
+
+    def read_message(self, qid: str) -> bytes: ...
+
+
+def _trace_headers(sender: str, recipient: str) -> bytes:
+    """``Return-Path`` (``<>`` for the null sender) and ``Delivered-To``, CRLF-terminated."""
+    return f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
+
+
+def _deferred(recipient: str, error: OSError) -> RecipientResult:
+    if error.errno in _STORAGE_FULL:
+        return RecipientResult(
+            recipient, Outcome.DEFERRED, "4.3.1", f"mail system full: {error.strerror}"
+        )
+    return RecipientResult(recipient, Outcome.DEFERRED, "4.2.0", f"mailbox unavailable: {error}")
+
+
+class LocalDeliveryAgent:
+    """`DeliveryAgent` for mailboxes in a `MailStore`; `hostname` names this host in results."""
+
+    def __init__(self, store: MailStore, spool: MessageSource, hostname: str) -> None:
+        self._store = store
+        self._spool = spool
+        self._hostname = hostname
+
+    async def deliver(self, entry: QueueEntry, recipients: list[str]) -> list[RecipientResult]:
+        return await asyncio.to_thread(self._deliver_all, entry, recipients)
+
+    def _deliver_all(self, entry: QueueEntry, recipients: list[str]) -> list[RecipientResult]:
+        position: dict[str, int] = {}
+        for index, state in enumerate(entry.recipients):
+            position.setdefault(state.address, index)
+        missing = [r for r in recipients if r not in position]
+        if missing:
+            raise ValueError(f"{entry.qid}: {', '.join(missing)} not among its recipients")
+        try:
+            message = self._spool.read_message(entry.qid)
+        except OSError as error:
+            return [
+                RecipientResult(
+                    r, Outcome.DEFERRED, "4.3.0", f"cannot read queued message: {error}"
+                )
+                for r in recipients
+            ]
+        return [
+            self._deliver_one(entry, recipient, f"{entry.qid}-{position[recipient]}", message)
+            for recipient in recipients
+        ]
+
+    def _deliver_one(
+        self, entry: QueueEntry, recipient: str, delivery_id: str, message: bytes
+    ) -> RecipientResult:
+        try:
+            mailbox = self._store.mailbox(recipient)
+        except ValueError as error:
+            return RecipientResult(recipient, Outcome.FAILED, "5.1.3", str(error))
+        try:
+            if entry.recovered and mailbox.has_delivery(delivery_id):
+                detail = "already in mailbox {} on {} (delivered before a restart)"
+            else:
+                mailbox.deliver(
+                    _trace_headers(entry.sender, recipient) + message, delivery_id=delivery_id
+                )
+                detail = "delivered to mailbox {} on {}"
+        except OSError as error:
+            return _deferred(recipient, error)
+        finally:
+            mailbox.close()
+        return RecipientResult(
+            recipient, Outcome.DELIVERED, "2.0.0", detail.format(recipient, self._hostname)
+        )

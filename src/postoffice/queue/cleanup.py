@@ -1,0 +1,148 @@
+"""The one door into the queue: every message, bounces included, enters here.
+
+Cleanup checks for mail loops, prepends our `Received:` trace header, expands
+recipients through the directory (aliases, catch-alls, subaddresses) and
+writes the message durably into the spool. Only when `submit` returns may a
+server answer `250`: the message is on stable storage by then.
+
+Standards: RFC 5321 §4.4 (trace information), §6.3 (loop detection),
+RFC 3848 (ESMTP/ESMTPS/ESMTPA protocol names), RFC 3463 codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from postoffice.clock import Clock
+from postoffice.mail.address import Address
+from postoffice.protocols.smtp import Reply
+from postoffice.queue.entry import QueueEntry
+from postoffice.queue.spool import Spool, SpoolFull
+from postoffice.storage.base import Directory
+
+MAX_RECEIVED = 50  # RFC 5321 §6.3 suggests a limit of at least 100; Postfix uses 50
+_RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+LOOP = Reply(554, "5.4.6", "Too many Received: headers: mail loop")
+DISK_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+
+
+class Refused(Exception):
+    """The message cannot be queued; `reply` says why."""
+
+    def __init__(self, reply: Reply):
+        super().__init__(reply.text)
+        self.reply = reply
+
+
+@dataclass(slots=True)
+class Origin:
+    """Where a message came from, for the Received: header and the trace."""
+
+    client_ip: str
+    helo: str = ""
+    protocol: str = "ESMTP"  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA
+    tls: str = ""  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
+    auth: str = ""  # authenticated identity, never put in headers unless configured
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, str]:
+        data = {"addr": self.client_ip, "helo": self.helo, "protocol": self.protocol}
+        if self.tls:
+            data["tls"] = self.tls
+        if self.auth:
+            data["auth"] = self.auth
+        return data | self.extra
+
+
+class Cleanup:
+    """Loop check, trace header, recipient expansion, durable store, scheduler wake-up."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        directory: Directory,
+        hostname: str,
+        clock: Clock,
+        on_queued: Callable[[QueueEntry], None] = lambda entry: None,
+    ):
+        self.spool = spool
+        self.directory = directory
+        self.hostname = hostname
+        self.clock = clock
+        self.on_queued = on_queued
+
+    async def submit(
+        self, sender: Address | None, recipients: list[Address], data: bytes, origin: Origin
+    ) -> QueueEntry:
+        """Queue `data` durably for `recipients`; raise Refused with the reply to give."""
+        header_end = data.find(b"\r\n\r\n")
+        headers = data if header_end < 0 else data[: header_end + 2]
+        if len(_RECEIVED.findall(headers)) >= MAX_RECEIVED:
+            raise Refused(LOOP)
+        qid = self.spool.new_qid()
+        now = self.clock.time()
+        trace = self.received_header(qid, recipients, origin, now)
+        match = _MESSAGE_ID.search(headers)
+        message_id = match.group(1).decode("utf-8", "replace").strip() if match else ""
+        targets = await asyncio.to_thread(self.expand, recipients)
+        try:
+            entry = await asyncio.to_thread(
+                self.spool.store,
+                str(sender) if sender else "",
+                targets,
+                trace + data,
+                qid=qid,
+                client=origin.as_dict(),
+                message_id=message_id,
+                arrival=now,
+            )
+        except SpoolFull:
+            raise Refused(DISK_FULL) from None
+        self.on_queued(entry)
+        return entry
+
+    def expand(self, recipients: list[Address]) -> list[tuple[str, str]]:
+        """(final address, original address) pairs, without duplicates of a final address."""
+        seen: set[str] = set()
+        targets: list[tuple[str, str]] = []
+        for rcpt in recipients:
+            original = str(rcpt)
+            finals: tuple[str, ...] = (original,)
+            if self.directory.is_local_domain(rcpt.domain):
+                resolution = self.directory.resolve(original)
+                if resolution is not None:
+                    finals = resolution.local + resolution.remote
+            for final in finals:
+                if final.lower() not in seen:
+                    seen.add(final.lower())
+                    targets.append((final, original))
+        return targets
+
+    def received_header(
+        self, qid: str, recipients: list[Address], origin: Origin, now: float
+    ) -> bytes:
+        """RFC 5321 §4.4 trace header; `for` only with a single recipient (privacy)."""
+        helo = _clean(origin.helo) or "unknown"
+        lines = [
+            f"Received: from {helo} ([{origin.client_ip}])",
+            f"\tby {self.hostname} (postoffice) with {origin.protocol} id {qid}",
+        ]
+        if origin.tls:
+            lines[-1] += f"\r\n\t(using {_clean(origin.tls)})"
+        date = email.utils.formatdate(now, localtime=True)
+        if len(recipients) == 1:
+            lines.append(f"\tfor <{recipients[0]}>; {date}")
+        else:
+            lines[-1] += f"; {date}"
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _clean(text: str) -> str:
+    """Keep client-supplied words from breaking the header (no CR, LF or parentheses)."""
+    return "".join(c for c in text if c.isprintable() and c not in "()")[:255]

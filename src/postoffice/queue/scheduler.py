@@ -1,0 +1,336 @@
+"""The queue manager: decides when each queued message is tried, and by which agents.
+
+Postfix's qmgr in one asyncio task. The scheduler keeps only a timetable in
+memory (queue id -> due time, in a heap); the spool stays the source of truth:
+each attempt reloads the entry from disk, so an entry removed or held meanwhile
+is skipped. Entries come from `recover` at start-up (call it before the
+servers accept mail) and from `notify` after each store; `flush` makes
+deferred entries due now. The loop sleeps on the injected clock until the
+earliest due time or until a notify/flush/finished attempt wakes it; at most
+`concurrency` attempts run at once. An attempt routes each pending recipient
+to its agent, delivers per agent in parallel, records every result on the
+recipient, then removes the entry (all recipients final) or saves it deferred
+with the next retry time from `Backoff`, before reporting anything. Pending
+recipients of an expired entry fail with 4.4.7. An agent that raises defers its
+recipients with 4.3.0; an attempt that fails on our side (the spool) is retried
+after `min_backoff`, flagged `recovered` like one cut off by a crash. Failed
+recipients go to the `on_failed` hook (bounces), which runs before the entry is
+saved or removed; every per-recipient outcome goes to `on_event` for the
+log/trace layer.
+
+Standards: RFC 5321 §4.5.4.1 (retry strategy), §6.1 (responsibility until
+delivered or bounced); RFC 3463 §3.4/§3.5 (4.3.0, 4.4.7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Awaitable, Callable
+
+from postoffice.clock import Clock
+from postoffice.delivery.base import DeliveryAgent, Outcome, RecipientResult
+from postoffice.queue.backoff import Backoff
+from postoffice.queue.entry import QueueEntry, QueueState, RecipientState, RecipientStatus
+from postoffice.queue.spool import Spool, UnknownQid
+
+logger = logging.getLogger(__name__)
+
+Router = Callable[[str], DeliveryAgent]
+EventHook = Callable[[str, QueueEntry, dict[str, object]], None]
+FailedHook = Callable[[QueueEntry, list[RecipientState]], Awaitable[None]]
+
+_OUTCOME_STATUS = {
+    Outcome.DELIVERED: RecipientStatus.DELIVERED,
+    Outcome.FAILED: RecipientStatus.FAILED,
+    Outcome.DEFERRED: RecipientStatus.PENDING,
+}
+
+
+async def log_failed(entry: QueueEntry, failed: list[RecipientState]) -> None:
+    """The default `on_failed` hook: bounces are not generated yet, so only log."""
+    for recipient in failed:
+        logger.warning(
+            "queue %s: <%s> failed (%s %s); no bounce sent",
+            entry.qid,
+            recipient.address,
+            recipient.last_status,
+            recipient.last_detail,
+        )
+
+
+class Scheduler:
+    def __init__(
+        self,
+        spool: Spool,
+        router: Router,
+        clock: Clock,
+        backoff: Backoff,
+        *,
+        concurrency: int = 20,
+        on_event: EventHook | None = None,
+        on_failed: FailedHook = log_failed,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._spool = spool
+        self._router = router
+        self._clock = clock
+        self._backoff = backoff
+        self._concurrency = concurrency
+        self._on_event = on_event
+        self._on_failed = on_failed
+        self._due: dict[str, float] = {}  # the timetable; heap items not matching it are stale
+        self._heap: list[tuple[float, str]] = []
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._recovered: set[str] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # -- feeding the timetable ---------------------------------------------------------------
+
+    async def recover(self) -> list[QueueEntry]:
+        """Recover the spool after a restart and schedule what it holds."""
+        entries = await asyncio.to_thread(self._spool.recover)
+        for entry in entries:
+            self.notify(entry)
+        return entries
+
+    def notify(self, entry: QueueEntry) -> None:
+        """Hint that `entry` is in the spool (just stored, recovered or released)."""
+        if entry.state is QueueState.HOLD:
+            return
+        if entry.recovered:
+            self._recovered.add(entry.qid)
+        due = entry.next_attempt if entry.state is QueueState.DEFERRED else self._clock.time()
+        self._schedule(entry.qid, due)
+
+    def flush(self, qid: str | None = None) -> int:
+        """Make deferred entries (all, or just `qid`) due now; returns how many."""
+        qids = list(self._due) if qid is None else [qid] if qid in self._due else []
+        now = self._clock.time()
+        for each in qids:
+            self._schedule(each, now)
+        return len(qids)
+
+    async def hold(self, qid: str) -> None:
+        """Stop delivering `qid` until released (after its running attempt, if any)."""
+        running = self._inflight.get(qid)
+        if running is not None:
+            await asyncio.wait({running})
+        self._due.pop(qid, None)
+        entry = await asyncio.to_thread(self._spool.load, qid)
+        if entry.state is not QueueState.HOLD:
+            entry.state = QueueState.HOLD
+            await asyncio.to_thread(self._spool.save, entry)
+
+    async def release(self, qid: str) -> None:
+        """Undo `hold`: the entry becomes due now."""
+        entry = await asyncio.to_thread(self._spool.load, qid)
+        if entry.state is QueueState.HOLD:
+            entry.state = QueueState.ACTIVE
+            entry.next_attempt = self._clock.time()
+            await asyncio.to_thread(self._spool.save, entry)
+            self.notify(entry)
+
+    def _schedule(self, qid: str, due: float) -> None:
+        self._due[qid] = due
+        heapq.heappush(self._heap, (due, qid))
+        self._wake.set()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask `run` to return once the running attempts have finished."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver due entries until `stop`; cancelling abandons running attempts."""
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                self._dispatch_due()
+                await self._idle(self._next_wakeup())
+        except asyncio.CancelledError:
+            for task in self._inflight.values():
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def _next_due(self) -> tuple[float, str] | None:
+        """The earliest timetable item, dropping stale heap items on the way."""
+        while self._heap:
+            due, qid = self._heap[0]
+            if self._due.get(qid) == due:
+                return due, qid
+            heapq.heappop(self._heap)
+        return None
+
+    def _dispatch_due(self) -> None:
+        now = self._clock.time()
+        while len(self._inflight) < self._concurrency:
+            head = self._next_due()
+            if head is None or head[0] > now:
+                return
+            heapq.heappop(self._heap)
+            qid = head[1]
+            del self._due[qid]
+            if qid in self._inflight:
+                continue  # the running attempt reschedules it
+            task = asyncio.create_task(self._attempt(qid))
+            self._inflight[qid] = task
+            task.add_done_callback(lambda _, qid=qid: self._attempt_done(qid))
+
+    def _attempt_done(self, qid: str) -> None:
+        del self._inflight[qid]
+        self._wake.set()
+
+    def _next_wakeup(self) -> float | None:
+        """When to wake without a hint; None when nothing is due or no slot is free."""
+        head = self._next_due()
+        if head is None or len(self._inflight) >= self._concurrency:
+            return None
+        return head[0]
+
+    async def _idle(self, until: float | None) -> None:
+        waiters = [asyncio.create_task(self._wake.wait())]
+        if until is not None:
+            waiters.append(asyncio.create_task(self._sleep_until(until)))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _sleep_until(self, until: float) -> None:
+        # The delay is measured when the task starts, not when it was created.
+        await self._clock.sleep(until - self._clock.time())
+
+    # -- one attempt -------------------------------------------------------------------------
+
+    async def _attempt(self, qid: str) -> None:
+        try:
+            await self._deliver_entry(qid)
+        except UnknownQid:
+            logger.info("queue %s: no longer in the spool", qid)
+        except Exception:
+            retry = self._clock.time() + self._backoff.delay(1)
+            logger.exception("queue %s: attempt failed; retrying at %s", qid, retry)
+            self._recovered.add(qid)  # its outcome may not have been saved
+            self._schedule(qid, retry)
+
+    async def _deliver_entry(self, qid: str) -> None:
+        entry = await asyncio.to_thread(self._spool.load, qid)
+        if entry.state is QueueState.HOLD:
+            return
+        entry.recovered = qid in self._recovered
+        now = self._clock.time()
+        results = await self._deliver_all(entry)
+        events = self._record(entry, results, now)
+        if entry.pending and self._backoff.expired(entry, now):
+            events += self._expire(entry)
+        failed = [r for kind, r in events if kind in {"failed", "expired"}]
+        if failed:
+            await self._report_failed(entry, failed)
+        if entry.pending:
+            entry.state = QueueState.DEFERRED
+            entry.next_attempt = min(
+                now + self._backoff.delay(entry.attempts), self._backoff.deadline(entry)
+            )
+            await asyncio.to_thread(self._spool.save, entry)
+            events += [("deferred", r) for r in entry.pending]
+            self._schedule(qid, entry.next_attempt)
+        else:
+            await asyncio.to_thread(self._spool.remove, qid)
+        self._recovered.discard(qid)
+        for kind, recipient in events:
+            self._emit(kind, entry, recipient)
+
+    async def _deliver_all(self, entry: QueueEntry) -> dict[str, RecipientResult]:
+        """One result per distinct pending address, whatever the router and agents do."""
+        results: dict[str, RecipientResult] = {}
+        groups: dict[int, tuple[DeliveryAgent, list[str]]] = {}
+        for address in dict.fromkeys(r.address for r in entry.pending):
+            try:
+                agent = self._router(address)
+            except Exception:
+                logger.exception("queue %s: routing <%s> failed", entry.qid, address)
+                results[address] = _trouble(address, "routing error")
+                continue
+            groups.setdefault(id(agent), (agent, []))[1].append(address)
+        batches = await asyncio.gather(
+            *(self._deliver(entry, agent, addresses) for agent, addresses in groups.values())
+        )
+        for batch in batches:
+            results.update(batch)
+        return results
+
+    async def _deliver(
+        self, entry: QueueEntry, agent: DeliveryAgent, addresses: list[str]
+    ) -> dict[str, RecipientResult]:
+        try:
+            answered = {r.recipient: r for r in await agent.deliver(entry, addresses)}
+            missing = "delivery agent gave no result"
+        except Exception as exc:
+            logger.exception("queue %s: delivery agent %r raised", entry.qid, agent)
+            answered, missing = {}, f"delivery agent error: {type(exc).__name__}"
+        return {a: answered.get(a) or _trouble(a, missing) for a in addresses}
+
+    def _record(
+        self, entry: QueueEntry, results: dict[str, RecipientResult], now: float
+    ) -> list[tuple[str, RecipientState]]:
+        """Apply the results to the recipients; events for those now final."""
+        entry.attempts += 1
+        entry.last_attempt = now
+        events = []
+        for recipient in entry.pending:
+            result = results[recipient.address]
+            recipient.attempts += 1
+            recipient.last_status = result.status
+            recipient.last_detail = result.detail
+            recipient.remote_reply = result.remote_reply
+            recipient.status = _OUTCOME_STATUS[result.outcome]
+            if recipient.status is not RecipientStatus.PENDING:
+                events.append((result.outcome.value, recipient))
+        return events
+
+    @staticmethod
+    def _expire(entry: QueueEntry) -> list[tuple[str, RecipientState]]:
+        expired = entry.pending
+        for recipient in expired:
+            recipient.status = RecipientStatus.FAILED
+            recipient.last_status = "4.4.7"  # RFC 3463 §3.5: delivery time expired
+            recipient.last_detail = f"delivery time expired; last error: {recipient.last_detail}"
+        return [("expired", r) for r in expired]
+
+    async def _report_failed(self, entry: QueueEntry, failed: list[RecipientState]) -> None:
+        try:
+            await self._on_failed(entry, failed)
+        except Exception:
+            logger.exception("queue %s: on_failed hook raised", entry.qid)
+
+    def _emit(self, kind: str, entry: QueueEntry, recipient: RecipientState) -> None:
+        if self._on_event is None:
+            return
+        detail: dict[str, object] = {
+            "recipient": recipient.address,
+            "original": recipient.original,
+            "status": recipient.last_status,
+            "detail": recipient.last_detail,
+            "remote_reply": recipient.remote_reply,
+            "attempts": recipient.attempts,
+        }
+        if kind == "deferred":
+            detail["next_attempt"] = entry.next_attempt
+        try:
+            self._on_event(kind, entry, detail)
+        except Exception:
+            logger.exception("queue %s: on_event hook raised", entry.qid)
+
+
+def _trouble(address: str, detail: str) -> RecipientResult:
+    """A temporary failure for trouble on our side (RFC 3463 §3.4: 4.3.0)."""
+    return RecipientResult(address, Outcome.DEFERRED, "4.3.0", detail)

@@ -1,0 +1,128 @@
+"""Listening sockets shared by every protocol server: accept, limit, track, shut down.
+
+A `Listener` binds the configured addresses, refuses connections beyond the
+connection limit with a protocol-specific line, and keeps the set of live
+sessions so that shutdown can stop accepting, tell idle sessions goodbye and
+give sessions in a transaction a bounded grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Protocol
+
+from postoffice.config import parse_hostport
+from postoffice.logs import EventLog
+
+
+class Session(Protocol):
+    """What the listener needs from a protocol session."""
+
+    async def run(self) -> None: ...
+    def request_stop(self) -> None:
+        """Finish the current transaction, then say goodbye; idle sessions leave now."""
+        ...
+
+    async def abort(self) -> None:
+        """Grace is over: say goodbye at once and close."""
+        ...
+
+
+SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Session]
+
+
+class Listener:
+    """Accepts connections for one protocol on one or more addresses."""
+
+    def __init__(
+        self,
+        name: str,
+        addresses: tuple[str, ...],
+        factory: SessionFactory,
+        *,
+        max_connections: int,
+        busy_line: bytes,
+        log: EventLog,
+        counter: ConnectionCounter,
+    ):
+        self.name = name
+        self.addresses = addresses
+        self.factory = factory
+        self.max_connections = max_connections
+        self.busy_line = busy_line
+        self.log = log
+        self.counter = counter
+        self.sessions: dict[Session, asyncio.Task[None]] = {}
+        self.servers: list[asyncio.Server] = []
+
+    async def start(self) -> list[str]:
+        """Bind every address; return them as "addr:port" for the start-up banner."""
+        bound = []
+        for text in self.addresses:
+            host, port = parse_hostport(text)
+            server = await asyncio.start_server(self._accept, host, port, limit=1 << 16)
+            self.servers.append(server)
+            bound.append(text)
+        return bound
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.counter.total >= self.max_connections:
+            peer = writer.get_extra_info("peername")
+            self.log.warning("refused", listener=self.name, client=_peer(peer), reason="busy")
+            with contextlib.suppress(OSError):
+                writer.write(self.busy_line)
+                await writer.drain()
+            writer.close()
+            return
+        session = self.factory(reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions[session] = task
+        self.counter.total += 1
+        try:
+            await session.run()
+        finally:
+            self.counter.total -= 1
+            self.sessions.pop(session, None)
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    def stop_accepting(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, let transactions finish within `grace` seconds, then close all."""
+        self.stop_accepting()
+        for session in list(self.sessions):
+            session.request_stop()
+        await _wait_tasks(list(self.sessions.values()), grace)
+        for session in list(self.sessions):
+            await session.abort()
+        await _wait_tasks(list(self.sessions.values()), 2.0)
+        for task in self.sessions.values():
+            task.cancel()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+
+class ConnectionCounter:
+    """Connections open across all listeners (max_connections is a server-wide limit)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+
+async def _wait_tasks(tasks: list[asyncio.Task[None]], timeout: float) -> None:
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+
+
+def _peer(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

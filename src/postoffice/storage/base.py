@@ -1,0 +1,151 @@
+"""Storage interfaces: the directory (domains, users, aliases) and the mail store.
+
+Protocol servers and delivery agents talk only to these interfaces, never to
+paths, so a PostgreSQL-backed store can slot in later. The SQLite directory
+(`storage/directory.py`) and the Maildir store (`storage/maildir.py`) are the
+embedded defaults. The naming rules every store shares live here too: a domain
+is a hostname, a user's local part is a small safe charset (so it can name a
+directory; `+` is the subaddress separator), both compared case-insensitively
+and stored lower-case.
+
+Standards: RFC 1123 §2.1 (host names), RFC 5233 (subaddress separator).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_USER = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+
+
+class DirectoryError(ValueError):
+    """A directory operation was refused; the message is one line naming the problem."""
+
+
+def normalize_domain(domain: str) -> str:
+    """`domain` lower-cased, or DirectoryError when it is not a hostname."""
+    name = domain.lower()
+    if not domain.isascii() or len(name) > 253 or not _DOMAIN.fullmatch(name):
+        raise DirectoryError(f"{domain!r} is not a valid domain name")
+    return name
+
+
+def normalize_user(address: str) -> str:
+    """A user's mailbox address ``local@domain`` lower-cased, or DirectoryError.
+
+    The local part is letters, digits, ``.``, ``-`` and ``_`` (no leading,
+    trailing or doubled dot), at most 64 octets, so it is safe as a directory name.
+    """
+    local, at, domain = address.rpartition("@")
+    name = local.lower()
+    if not at or not local.isascii() or len(name) > 64 or not _USER.fullmatch(name):
+        raise DirectoryError(f"{address!r} is not a valid user name")
+    return f"{name}@{normalize_domain(domain)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where mail for one address goes after aliases, catch-alls and subaddressing.
+
+    `local` holds canonical local mailbox addresses (``user@domain``, lower-case),
+    `remote` holds addresses on other domains that an alias forwards to.
+    """
+
+    local: tuple[str, ...] = ()
+    remote: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    address: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    source: str  # "name@domain" or "@domain" for a catch-all
+    targets: tuple[str, ...]
+
+
+class Directory(Protocol):
+    """Domains, users (with hashed passwords) and aliases."""
+
+    def is_local_domain(self, domain: str) -> bool: ...
+    def resolve(self, address: str) -> Resolution | None:
+        """Final destinations for `address` on a local domain; None when nobody takes it."""
+        ...
+
+    def verify_password(self, address: str, password: str) -> bool: ...
+    def owns(self, user_address: str, mail_from: str) -> bool:
+        """Whether `user_address` may send as `mail_from` (itself, a subaddress, an alias)."""
+        ...
+
+    def add_domain(self, domain: str) -> None: ...
+    def remove_domain(self, domain: str) -> None: ...
+    def list_domains(self) -> list[str]: ...
+    def add_user(self, address: str, password: str) -> None: ...
+    def remove_user(self, address: str) -> None: ...
+    def set_password(self, address: str, password: str) -> None: ...
+    def list_users(self, domain: str | None = None) -> list[User]: ...
+    def add_alias(self, source: str, targets: list[str]) -> None: ...
+    def remove_alias(self, source: str) -> None: ...
+    def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """One message as the index knows it: what POP3 and IMAP need without reading bodies."""
+
+    uid: int  # IMAP UID: strictly ascending, never reused within one uidvalidity
+    key: str  # Maildir base name (unique, stable: the POP3 UIDL)
+    size: int  # octets of the stored file (stored with CRLF line ends)
+    flags: frozenset[str] = field(default_factory=frozenset)  # IMAP flags, e.g. "\\Seen"
+    modseq: int = 1  # CONDSTORE modification sequence
+    internaldate: float = 0.0  # arrival time (seconds since epoch)
+
+
+class Mailbox(Protocol):
+    """One folder of one user."""
+
+    @property
+    def uidvalidity(self) -> int: ...
+    @property
+    def uidnext(self) -> int: ...
+    @property
+    def highestmodseq(self) -> int: ...
+    def deliver(self, data: bytes, *, delivery_id: str | None = None) -> str:
+        """Store a message durably (tmp/ -> new/, fsync file and directory); returns its key.
+
+        `delivery_id`, when given, is embedded in the file name so that a
+        delivery repeated after a crash can be recognised by `has_delivery`.
+        """
+        ...
+
+    def has_delivery(self, delivery_id: str) -> bool: ...
+    def messages(self) -> list[MessageInfo]:
+        """Sync the index with the folder and list messages in UID order."""
+        ...
+
+    def open(self, key: str) -> BinaryIO: ...
+    def read(self, key: str) -> bytes: ...
+    def set_flags(self, key: str, flags: frozenset[str]) -> MessageInfo: ...
+    def remove(self, keys: list[str]) -> None:
+        """Delete messages durably (POP3 UPDATE state, IMAP EXPUNGE)."""
+        ...
+
+    def close(self) -> None:
+        """Release the index; the mailbox object is not used afterwards."""
+        ...
+
+
+class MailStore(Protocol):
+    """All mailboxes."""
+
+    def mailbox(self, address: str, folder: str = "INBOX") -> Mailbox: ...
+    def folders(self, address: str) -> Iterator[str]: ...

@@ -1,0 +1,461 @@
+"""Maildir mail store with a per-folder SQLite index of UIDs, flags and modseqs for POP3 and IMAP.
+
+A user ``alice@a.test`` lives at ``root/a.test/alice/``: that Maildir is INBOX,
+other folders are Maildir++ subdirectories ``.Sent``, ``.Lists.python`` (with a
+``maildirfolder`` marker, as Dovecot expects). Delivery writes ``tmp/<name>``,
+fsyncs it, renames it into ``new/`` and fsyncs ``new/``; the name is
+``<secs>.M<usecs>P<pid>Q<delivery id>.<host>,S=<size>``, so the size is known
+without a stat and a delivery repeated after a crash can be recognised.
+
+The base name (the part before ``:2,``) is a message's key: unique, never
+changed by flag updates, so it is the POP3 UIDL. Flags live where every Maildir
+reader looks, in the ``:2,`` info letters (D F R S T, kept sorted; other letters
+such as Dovecot's keyword letters are preserved); IMAP keywords that have no
+letter live in the index. The index, ``postoffice-index.sqlite`` (WAL) in the
+folder, maps keys to UIDs and holds UIDVALIDITY (set once, to the creation
+time), UIDNEXT and modseqs. `messages()` syncs it with one listdir of ``new/``
+and of ``cur/``: unseen files get UIDs in arrival order (from the name, a stat
+only for foreign names), vanished files are dropped, renamed ones re-read. The
+index can always be rebuilt: delete it and the keys (UIDLs) stay, while UIDs
+are assigned afresh under a new UIDVALIDITY, which tells IMAP clients to forget
+their cache. Our own writers rename files inside an index transaction, so the
+index only lags behind foreign tools, and a miss triggers one re-sync.
+
+Standards: Maildir (D. J. Bernstein), Maildir++, RFC 1939 §7 (UIDL), RFC 3501 §2.3.1.1 (UIDs),
+RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from operator import attrgetter
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from postoffice.storage.base import MessageInfo, normalize_user
+from postoffice.storage.sqlite import SqliteFile
+
+INDEX_NAME = "postoffice-index.sqlite"
+INFO = ":2,"  # Maildir info separator: ":2," followed by the flag letters
+_SUBDIRS = ("tmp", "new", "cur")
+_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
+_LETTERS = {flag.lower(): letter for letter, flag in _FLAGS.items()}
+_ARRIVAL = re.compile(r"(\d+)\.(?:M(\d{1,6}))?")
+_SIZE = re.compile(r",S=(\d+)")
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]+")
+_KEYWORD = re.compile(r'[^\x00-\x20\x7f(){%*"\\\]]+')  # RFC 3501 §9 atom
+_FOLDER_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]|\.\.")
+
+_T = TypeVar("_T")
+
+_INDEX_MIGRATIONS = (
+    (
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO meta (name, value) VALUES"
+        " ('uidvalidity', CAST(strftime('%s', 'now') AS INTEGER)),"
+        " ('uidnext', 1), ('highestmodseq', 1)",
+        "CREATE TABLE messages (uid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+        " subdir TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
+        " modseq INTEGER NOT NULL, internaldate REAL NOT NULL, keywords TEXT NOT NULL)",
+    ),
+)
+_COLUMNS = "uid, key, subdir, name, size, modseq, internaldate, keywords"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(path: Path) -> None:
+    """Like ``mkdir -p`` (mode 0700), fsyncing each parent that gained an entry."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        _fsync_dir(directory.parent)
+
+
+def _letters(flags: frozenset[str]) -> tuple[set[str], str]:
+    """Info letters and the space-joined keyword list for IMAP `flags`; ValueError if invalid."""
+    letters: set[str] = set()
+    keywords: list[str] = []
+    for flag in flags:
+        if flag.startswith("\\"):
+            if flag.lower() not in _LETTERS:
+                raise ValueError(f"flag {flag} cannot be stored")
+            letters.add(_LETTERS[flag.lower()])
+        elif flag.isascii() and _KEYWORD.fullmatch(flag):
+            keywords.append(flag)
+        else:
+            raise ValueError(f"{flag!r} is not a valid keyword")
+    return letters, " ".join(sorted(keywords))
+
+
+def _arrival(key: str) -> float | None:
+    """Arrival time from a name starting ``<secs>.M<usecs>``; None for other names."""
+    match = _ARRIVAL.match(key)
+    if match is None:
+        return None
+    return int(match[1]) + int(match[2] or 0) / 1e6
+
+
+def _delivery_id(name: str) -> str | None:
+    """The ``Q`` part of a name written by `deliver` (``<secs>.M<usecs>P<pid>Q<id>.<host>``)."""
+    parts = name.split(".", 2)
+    if len(parts) < 3:
+        return None
+    _, q, delivery_id = parts[1].partition("Q")
+    return delivery_id if q else None
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One index row."""
+
+    uid: int
+    key: str
+    subdir: str  # "new" or "cur"
+    name: str  # full file name, key plus info
+    size: int
+    modseq: int
+    internaldate: float
+    keywords: str  # space-separated
+
+    @property
+    def info(self) -> str:
+        return self.name.partition(INFO)[2]
+
+    def row(self) -> tuple[int, str, str, str, int, int, float, str]:
+        return (
+            self.uid,
+            self.key,
+            self.subdir,
+            self.name,
+            self.size,
+            self.modseq,
+            self.internaldate,
+            self.keywords,
+        )
+
+    def letters(self) -> set[str]:
+        return {letter for letter in self.info if letter in _FLAGS}
+
+    def message_info(self) -> MessageInfo:
+        flags = {_FLAGS[letter] for letter in self.letters()}
+        flags.update(self.keywords.split())
+        return MessageInfo(
+            self.uid, self.key, self.size, frozenset(flags), self.modseq, self.internaldate
+        )
+
+
+class MaildirMailbox:
+    """`Mailbox` for one Maildir folder; the index is opened on first use, released by close()."""
+
+    def __init__(self, path: Path, hostname: str, *, subfolder: bool = False) -> None:
+        self.path = path
+        self._hostname = hostname
+        self._subfolder = subfolder
+        self._index: SqliteFile | None = None
+
+    # -- the Maildir -----------------------------------------------------------
+
+    def _create(self) -> None:
+        if all((self.path / sub).is_dir() for sub in _SUBDIRS):
+            return
+        _make_dirs(self.path)
+        for sub in _SUBDIRS:
+            with suppress(FileExistsError):
+                (self.path / sub).mkdir(mode=0o700)
+        if self._subfolder:  # Maildir++: marks a folder below INBOX
+            os.close(os.open(self.path / "maildirfolder", os.O_CREAT | os.O_WRONLY, 0o600))
+        _fsync_dir(self.path)
+
+    def _new_name(self, delivery_id: str | None, size: int) -> str:
+        secs, usecs = divmod(time.time_ns() // 1000, 1_000_000)
+        unique = delivery_id or secrets.token_hex(8)
+        return f"{secs}.M{usecs}P{os.getpid()}Q{unique}.{self._hostname},S={size}"
+
+    def deliver(self, data: bytes, *, delivery_id: str | None = None) -> str:
+        if delivery_id is not None and not _DELIVERY_ID.fullmatch(delivery_id):
+            raise ValueError(f"delivery id {delivery_id!r} must be letters, digits, - or _")
+        key = self._new_name(delivery_id, len(data))
+        tmp, new = self.path / "tmp" / key, self.path / "new" / key
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileNotFoundError:
+            self._create()
+            fd = os.open(tmp, flags, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.rename(tmp, new)
+        except BaseException:
+            with suppress(OSError):
+                tmp.unlink()
+            raise
+        try:
+            _fsync_dir(new.parent)
+        except BaseException:  # not known to be durable: take it back so a retry is clean
+            with suppress(OSError):
+                new.unlink()
+            raise
+        return key
+
+    def has_delivery(self, delivery_id: str) -> bool:
+        for sub in ("new", "cur"):
+            try:
+                names = os.listdir(self.path / sub)
+            except FileNotFoundError:
+                continue
+            if any(_delivery_id(name) == delivery_id for name in names):
+                return True
+        return False
+
+    # -- the index -------------------------------------------------------------
+
+    def _db(self) -> SqliteFile:
+        if self._index is None:
+            self._create()
+            self._index = SqliteFile(
+                self.path / INDEX_NAME, _INDEX_MIGRATIONS, synchronous="NORMAL"
+            )
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    def __enter__(self) -> MaildirMailbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _meta(db: sqlite3.Connection, name: str) -> int:
+        (value,) = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return int(value)
+
+    def _next_modseq(self, db: sqlite3.Connection) -> int:
+        modseq = self._meta(db, "highestmodseq") + 1
+        db.execute("UPDATE meta SET value = ? WHERE name = 'highestmodseq'", (modseq,))
+        return modseq
+
+    @staticmethod
+    def _find(db: sqlite3.Connection, key: str) -> _Entry | None:
+        row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _Entry(*row)
+
+    def _describe(self, key: str, path: Path) -> tuple[float, int]:
+        """Arrival time and size from the name; a stat only for what a foreign name lacks."""
+        arrival, size = _arrival(key), _SIZE.search(key)
+        if arrival is not None and size is not None:
+            return arrival, int(size[1])
+        stat = os.stat(path)
+        return (
+            stat.st_mtime if arrival is None else arrival,
+            stat.st_size if size is None else int(size[1]),
+        )
+
+    def _sync(self, db: sqlite3.Connection) -> dict[str, _Entry]:
+        """Bring the index in line with new/ and cur/; returns the entries by key."""
+        on_disk: dict[str, tuple[str, str]] = {}
+        for sub in ("new", "cur"):  # cur/ last: it wins if a foreign tool left both
+            for name in os.listdir(self.path / sub):
+                if not name.startswith("."):
+                    on_disk[name.partition(":")[0]] = (sub, name)
+        rows = db.execute(f"SELECT {_COLUMNS} FROM messages")
+        entries = {entry.key: entry for entry in (_Entry(*row) for row in rows)}
+        gone = [key for key in entries if key not in on_disk]
+        moved = [
+            e
+            for e in entries.values()
+            if on_disk.get(e.key, (e.subdir, e.name)) != (e.subdir, e.name)
+        ]
+        fresh = sorted(
+            (arrival, key, size)
+            for key in on_disk.keys() - entries.keys()
+            for arrival, size in (self._describe(key, self.path.joinpath(*on_disk[key])),)
+        )
+        if not (gone or moved or fresh):
+            return entries
+        modseq = self._next_modseq(db)
+        db.executemany("DELETE FROM messages WHERE key = ?", [(key,) for key in gone])
+        for key in gone:
+            del entries[key]
+        for entry in moved:
+            before = entry.letters()
+            entry.subdir, entry.name = on_disk[entry.key]
+            if entry.letters() != before:
+                entry.modseq = modseq
+        db.executemany(
+            "UPDATE messages SET subdir = ?, name = ?, modseq = ? WHERE uid = ?",
+            [(e.subdir, e.name, e.modseq, e.uid) for e in moved],
+        )
+        uid = self._meta(db, "uidnext")
+        added = []
+        for arrival, key, size in fresh:  # ascending arrival: ascending UIDs
+            added.append(_Entry(uid, key, *on_disk[key], size, modseq, arrival, ""))
+            uid += 1
+        db.executemany(
+            f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [entry.row() for entry in added],
+        )
+        db.execute("UPDATE meta SET value = ? WHERE name = 'uidnext'", (uid,))
+        entries.update((entry.key, entry) for entry in added)
+        return entries
+
+    @property
+    def uidvalidity(self) -> int:
+        with self._db().transaction() as db:
+            return self._meta(db, "uidvalidity")
+
+    @property
+    def uidnext(self) -> int:
+        with self._db().transaction() as db:
+            return self._meta(db, "uidnext")
+
+    @property
+    def highestmodseq(self) -> int:
+        with self._db().transaction() as db:
+            return self._meta(db, "highestmodseq")
+
+    def messages(self) -> list[MessageInfo]:
+        with self._db().transaction(write=True) as db:
+            entries = self._sync(db)
+        return [entry.message_info() for entry in sorted(entries.values(), key=attrgetter("uid"))]
+
+    # -- one message -----------------------------------------------------------
+
+    def _with_file(self, key: str, use: Callable[[Path], _T]) -> _T:
+        """Apply `use` to the message's file; re-syncs once if it moved. KeyError if gone."""
+        with self._db().transaction() as db:
+            entry = self._find(db, key)
+        if entry is not None:
+            with suppress(FileNotFoundError):
+                return use(self.path / entry.subdir / entry.name)
+        with self._db().transaction(write=True) as db:
+            entry = self._sync(db).get(key)
+        if entry is None:
+            raise KeyError(key)
+        return use(self.path / entry.subdir / entry.name)
+
+    def open(self, key: str) -> BinaryIO:
+        return self._with_file(key, lambda path: path.open("rb"))
+
+    def read(self, key: str) -> bytes:
+        return self._with_file(key, Path.read_bytes)
+
+    def set_flags(self, key: str, flags: frozenset[str]) -> MessageInfo:
+        """Replace the IMAP flags: renames into cur/ and bumps modseq when they change.
+
+        System flags other than those with a Maildir letter (\\Recent) raise ValueError,
+        an unknown key KeyError.
+        """
+        letters, keywords = _letters(flags)
+        with self._db().transaction(write=True) as db:
+            entry = self._find(db, key)
+            if entry is not None:
+                with suppress(FileNotFoundError):
+                    return self._store_flags(db, entry, letters, keywords)
+            entry = self._sync(db).get(key)  # not indexed yet, or moved by a foreign tool
+            if entry is None:
+                raise KeyError(key)
+            return self._store_flags(db, entry, letters, keywords)
+
+    def _store_flags(
+        self, db: sqlite3.Connection, entry: _Entry, letters: set[str], keywords: str
+    ) -> MessageInfo:
+        kept = {letter for letter in entry.info if letter not in _FLAGS}  # e.g. Dovecot keywords
+        name = f"{entry.key}{INFO}{''.join(sorted(kept | letters))}"
+        if (entry.subdir, entry.name) != ("cur", name):
+            os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / name)
+        if entry.letters() != letters or entry.keywords != keywords:
+            entry.modseq = self._next_modseq(db)
+        entry.subdir, entry.name, entry.keywords = "cur", name, keywords
+        db.execute(
+            "UPDATE messages SET subdir = ?, name = ?, modseq = ?, keywords = ? WHERE uid = ?",
+            (entry.subdir, entry.name, entry.modseq, entry.keywords, entry.uid),
+        )
+        return entry.message_info()
+
+    def remove(self, keys: list[str]) -> None:
+        """Unlink the messages and fsync their directories; unknown keys are already gone."""
+        touched: set[str] = set()
+        with self._db().transaction(write=True) as db:
+            for key in keys:
+                entry = self._find(db, key)
+                if entry is None:
+                    continue
+                with suppress(FileNotFoundError):
+                    (self.path / entry.subdir / entry.name).unlink()
+                db.execute("DELETE FROM messages WHERE uid = ?", (entry.uid,))
+                touched.add(entry.subdir)
+            if touched:  # RFC 7162 (QRESYNC): an expunge raises HIGHESTMODSEQ too
+                self._next_modseq(db)
+            for sub in touched:
+                _fsync_dir(self.path / sub)
+
+
+def _escape_hostname(hostname: str) -> str:
+    """The host part of a Maildir name: ``/`` and ``:`` escaped as the spec says, ``,`` too."""
+    return hostname.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+
+
+def _folder_dir(folder: str) -> str:
+    """The Maildir++ directory name of a folder other than INBOX; ValueError if unsafe."""
+    if not folder or folder[0] == "." or folder[-1] == "." or _FOLDER_FORBIDDEN.search(folder):
+        raise ValueError(f"folder name {folder!r} is not allowed")
+    return "." + folder
+
+
+class MaildirStore:
+    """`MailStore` over ``root/<domain>/<local part>/``; `hostname` goes into file names."""
+
+    def __init__(self, root: Path, *, hostname: str | None = None) -> None:
+        self.root = root
+        self._hostname = _escape_hostname(hostname or socket.gethostname())
+
+    def user_dir(self, address: str) -> Path:
+        """The user's INBOX Maildir; DirectoryError (a ValueError) for an invalid address."""
+        local, _, domain = normalize_user(address).partition("@")
+        return self.root / domain / local
+
+    def mailbox(self, address: str, folder: str = "INBOX") -> MaildirMailbox:
+        """A folder of the user (created on first use); INBOX is matched case-insensitively."""
+        base = self.user_dir(address)
+        if folder.upper() == "INBOX":
+            return MaildirMailbox(base, self._hostname)
+        return MaildirMailbox(base / _folder_dir(folder), self._hostname, subfolder=True)
+
+    def folders(self, address: str) -> Iterator[str]:
+        """INBOX, then the existing Maildir++ folders in name order."""
+        base = self.user_dir(address)
+        yield "INBOX"
+        with suppress(FileNotFoundError):
+            for name in sorted(os.listdir(base)):
+                if (
+                    name.startswith(".")
+                    and name not in (".", "..")
+                    and (base / name / "cur").is_dir()
+                ):
+                    yield name[1:]

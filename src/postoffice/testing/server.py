@@ -1,0 +1,120 @@
+"""Run a real postoffice server in a child process, for tests and the demo.
+
+`ServerProcess` writes a config with free loopback ports into a data dir,
+starts `python -m postoffice serve`, waits until the SMTP port answers, and
+stops it with SIGTERM (or SIGKILL, for crash tests). It also runs CLI commands
+against the same data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """One server: its data dir, ports and process."""
+
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", extra_config: str = ""):
+        self.data_dir = data_dir
+        self.host = host
+        self.smtp_port = free_port(host)
+        self.submission_port = free_port(host)
+        self.extra_config = extra_config
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "server.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = data_dir / "postoffice.toml"
+        self.write_config()
+
+    def write_config(self) -> None:
+        self.config_path.write_text(
+            f'hostname = "mx.test"\n'
+            f'data_dir = "."\n'
+            f"{self.extra_config}\n"
+            f'[smtp]\nlisten = ["{self.host}:{self.smtp_port}"]\n'
+            f'[submission]\nlisten = ["{self.host}:{self.submission_port}"]\n'
+            f"[limits]\nshutdown_grace = 5\n",
+            "utf-8",
+        )
+
+    def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        """Run `postoffice ARGS --data-dir …`; return stdout."""
+        result = subprocess.run(
+            [sys.executable, "-m", "postoffice", *args, "--data-dir", str(self.data_dir)],
+            input=stdin.encode() if stdin is not None else None,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"postoffice {' '.join(args)} failed: {result.stderr.decode()}")
+        return result.stdout.decode()
+
+    def start(self, timeout: float = 20.0) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "postoffice", "serve", "--data-dir", str(self.data_dir)],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited at start: {self.log_path.read_text()}")
+            try:
+                with socket.create_connection((self.host, self.smtp_port), timeout=1) as sock:
+                    sock.recv(512)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the crash in crash tests."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def maildir(self, address: str) -> Path:
+        local, _, domain = address.lower().partition("@")
+        return self.data_dir / "mail" / domain / local
+
+    def wait_for_mail(self, address: str, count: int = 1, timeout: float = 15.0) -> list[Path]:
+        """Files in the user's Maildir new/ and cur/, once there are at least `count`."""
+        box = self.maildir(address)
+        deadline = time.monotonic() + timeout
+        files: list[Path] = []
+        while time.monotonic() < deadline:
+            files = [
+                p for sub in ("new", "cur") if (box / sub).is_dir() for p in (box / sub).iterdir()
+            ]
+            if len(files) >= count:
+                return sorted(files)
+            time.sleep(0.05)
+        raise AssertionError(f"{address}: {len(files)} messages after {timeout}s, wanted {count}")

@@ -1,0 +1,35 @@
+"""Shared fixtures: real servers in child processes, outside tools, CI strictness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postoffice.testing.server import ServerProcess
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """Path of an outside tool; skip without it on a developer machine, fail under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package; `make deps` installs it)"
+        if IN_CI:
+            pytest.fail(f"CI=true and {message}")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A running server with user alice@localhost (password "secret-alice")."""
+    proc = ServerProcess(tmp_path / "data")
+    proc.cli("user", "add", "alice@localhost", "--password-stdin", stdin="secret-alice\n")
+    proc.start()
+    yield proc
+    proc.stop()

@@ -1,0 +1,339 @@
+"""The spool on real files: durable store, state moves, recovery after crashes, disk full."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from postoffice.queue.entry import QueueEntry, QueueState, RecipientStatus
+from postoffice.queue.spool import Spool, SpoolFull, UnknownQid
+
+MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
+
+
+def store(spool: Spool, data: bytes = MESSAGE, message_id: str = "<m@example.org>") -> QueueEntry:
+    return spool.store(
+        "alice@example.org",
+        [("bob@example.net", "bob@example.net"), ("carol@example.org", "c@example.org")],
+        data,
+        client={"addr": "192.0.2.1", "helo": "client.example"},
+        message_id=message_id,
+        arrival=1_700_000_000.5,
+    )
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_store_writes_message_and_active_state_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    entry = store(spool)
+    assert files(tmp_path) == [f"active/{entry.qid}", f"messages/{entry.qid}"]
+    assert spool.read_message(entry.qid) == MESSAGE
+    with spool.open_message(entry.qid) as message:
+        assert message.read() == MESSAGE
+    assert spool.load(entry.qid) == entry
+    assert entry.state is QueueState.ACTIVE
+    assert entry.size == len(MESSAGE)
+    assert [(r.address, r.original) for r in entry.recipients] == [
+        ("bob@example.net", "bob@example.net"),
+        ("carol@example.org", "c@example.org"),
+    ]
+
+
+def test_queue_ids_are_short_unique_safe_and_sorted_by_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    qids = [store(spool).qid for _ in range(50)]
+    assert len(set(qids)) == 50
+    assert qids == sorted(qids)
+    assert all(re.fullmatch(r"[0-9A-Z]{16}", qid) for qid in qids)
+
+
+def test_store_under_a_queue_id_taken_in_advance(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    qid = spool.new_qid()  # e.g. for the Received header
+    entry = spool.store("", [("a@x", "a@x")], MESSAGE, client={}, message_id="", arrival=0, qid=qid)
+    assert entry.qid == qid
+    assert spool.read_message(qid) == MESSAGE
+    with pytest.raises(ValueError):
+        spool.store("", [], MESSAGE, client={}, message_id="", arrival=0, qid="../x")
+
+
+def test_store_then_recover_in_a_new_process_view(tmp_path: Path) -> None:
+    stored = [store(Spool(tmp_path), message_id=f"<{i}@x>") for i in range(3)]
+    recovered = Spool(tmp_path).recover()
+    assert [e.qid for e in recovered] == [e.qid for e in stored]
+    assert all(e.recovered for e in recovered)
+    for before, after in zip(stored, recovered, strict=True):
+        after.recovered = False
+        assert after == before
+
+
+def test_save_moves_state_file_between_directories(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    entry = store(spool)
+    entry.state = QueueState.DEFERRED
+    entry.next_attempt = 1_700_000_300.0
+    entry.recipients[0].status = RecipientStatus.DELIVERED
+    spool.save(entry)
+    assert files(tmp_path) == [f"deferred/{entry.qid}", f"messages/{entry.qid}"]
+    assert spool.load(entry.qid) == entry
+    entry.state = QueueState.HOLD
+    spool.save(entry)
+    assert files(tmp_path) == [f"hold/{entry.qid}", f"messages/{entry.qid}"]
+    assert [e.qid for e in spool.list(QueueState.HOLD)] == [entry.qid]
+    assert spool.list(QueueState.DEFERRED) == []
+
+
+def test_list_filters_by_state_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    first, second, third = store(spool), store(spool), store(spool)
+    second.state = QueueState.DEFERRED
+    spool.save(second)
+    assert [e.qid for e in spool.list()] == [first.qid, second.qid, third.qid]
+    assert [e.qid for e in spool.list(QueueState.ACTIVE)] == [first.qid, third.qid]
+    assert [e.qid for e in spool.list(QueueState.DEFERRED)] == [second.qid]
+
+
+def test_remove_deletes_state_and_message(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    entry = store(spool)
+    spool.remove(entry.qid)
+    assert files(tmp_path) == []
+    with pytest.raises(UnknownQid):
+        spool.load(entry.qid)
+    with pytest.raises(UnknownQid):
+        spool.remove(entry.qid)
+    with pytest.raises(UnknownQid):
+        spool.save(entry)  # would resurrect a state file without a message
+
+
+@pytest.mark.parametrize("qid", ["../../etc/passwd", "", "0123456789abcdef", "tmp"])
+def test_unknown_or_unsafe_queue_ids(tmp_path: Path, qid: str) -> None:
+    spool = Spool(tmp_path)
+    with pytest.raises(UnknownQid):
+        spool.load(qid)
+    with pytest.raises(UnknownQid):
+        spool.read_message(qid)
+
+
+def test_recover_returns_active_and_deferred_but_not_held(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    active, deferred, held = store(spool), store(spool), store(spool)
+    deferred.state = QueueState.DEFERRED
+    held.state = QueueState.HOLD
+    spool.save(deferred)
+    spool.save(held)
+    recovered = Spool(tmp_path).recover()
+    assert [(e.qid, e.state) for e in recovered] == [
+        (active.qid, QueueState.ACTIVE),
+        (deferred.qid, QueueState.DEFERRED),
+    ]
+    assert f"hold/{held.qid}" in files(tmp_path)
+
+
+# -- crashes simulated by the partial files they leave ------------------------------------
+
+
+def _cut_in_message_write(root: Path, qid: str) -> None:
+    data = (root / "messages" / qid).read_bytes()
+    (root / "tmp" / f"messages.{qid}").write_bytes(data[:5])
+    (root / "messages" / qid).unlink()
+    (root / "active" / qid).unlink()
+
+
+def _cut_before_state_write(root: Path, qid: str) -> None:
+    (root / "active" / qid).unlink()
+
+
+def _cut_in_state_write(root: Path, qid: str) -> None:
+    (root / "active" / qid).rename(root / "tmp" / f"active.{qid}")
+
+
+@pytest.mark.parametrize(
+    "crash", [_cut_in_message_write, _cut_before_state_write, _cut_in_state_write]
+)
+def test_store_cut_off_before_commit_is_never_recovered(
+    tmp_path: Path, crash: Callable[[Path, str], None]
+) -> None:
+    entry = store(Spool(tmp_path))
+    crash(tmp_path, entry.qid)
+    spool = Spool(tmp_path)
+    assert spool.recover() == []
+    assert files(tmp_path) == []
+
+
+def test_state_file_without_message_is_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = store(Spool(tmp_path))
+    (tmp_path / "messages" / entry.qid).unlink()
+    with caplog.at_level(logging.WARNING, logger="postoffice.queue.spool"):
+        assert Spool(tmp_path).recover() == []
+    assert files(tmp_path) == []
+    assert entry.qid in caplog.text
+
+
+def test_crash_during_a_move_keeps_the_newest_copy(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    entry = store(spool)
+    old = tmp_path / "active" / entry.qid
+    os.utime(old, ns=(1_000_000_000, 1_000_000_000))
+    entry.state = QueueState.DEFERRED
+    entry.attempts = 1
+    (tmp_path / "deferred" / entry.qid).write_bytes(entry.to_json())  # new copy, unlink pending
+    [recovered] = Spool(tmp_path).recover()
+    assert (recovered.state, recovered.attempts) == (QueueState.DEFERRED, 1)
+    assert not old.exists()
+
+
+def test_unreadable_state_file_is_left_in_place_and_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path)
+    good, bad = store(spool), store(spool)
+    (tmp_path / "active" / bad.qid).write_bytes(b"{not json")
+    with caplog.at_level(logging.ERROR, logger="postoffice.queue.spool"):
+        assert [e.qid for e in Spool(tmp_path).recover()] == [good.qid]
+    assert f"active/{bad.qid}" in files(tmp_path)
+    assert f"messages/{bad.qid}" in files(tmp_path)
+    assert bad.qid in caplog.text
+
+
+# -- disk full ------------------------------------------------------------------------------
+
+
+def test_enospc_while_writing_the_message_raises_spool_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+
+    def no_space(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", no_space)
+    with pytest.raises(SpoolFull) as raised:
+        store(spool)
+    assert raised.value.errno == errno.ENOSPC
+    assert files(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing_fsync", [1, 2, 3, 4])  # message, messages/, state, active/
+@pytest.mark.parametrize(("code", "expected"), [(errno.EDQUOT, SpoolFull), (errno.EIO, OSError)])
+def test_failure_at_each_fsync_of_a_store_leaves_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing_fsync: int,
+    code: int,
+    expected: type[OSError],
+) -> None:
+    spool = Spool(tmp_path)
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == failing_fsync:
+            raise OSError(code, os.strerror(code))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(expected) as raised:
+        store(spool)
+    assert isinstance(raised.value, SpoolFull) == (expected is SpoolFull)
+    assert files(tmp_path) == []
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+
+def test_concurrent_stores_are_unique_and_all_recovered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        qids = list(pool.map(lambda i: store(spool, message_id=f"<{i}@x>").qid, range(64)))
+    assert len(set(qids)) == 64
+    assert sorted(e.qid for e in Spool(tmp_path).recover()) == sorted(qids)
+
+
+def test_load_never_misses_an_entry_while_it_moves(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    entry = store(spool)
+    done = threading.Event()
+
+    def mover() -> None:
+        for i in range(100):
+            entry.state = QueueState.DEFERRED if i % 2 else QueueState.ACTIVE
+            spool.save(entry)
+        done.set()
+
+    thread = threading.Thread(target=mover)
+    thread.start()
+    while not done.is_set():
+        assert spool.load(entry.qid).qid == entry.qid
+        assert len(spool.list()) == 1
+    thread.join()
+
+
+# -- a real crash ----------------------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from postoffice.queue.spool import Spool
+
+    spool = Spool(Path(sys.argv[1]))
+    base = int(sys.argv[2])
+    for i in range(base, base + 100_000):
+        body = (f"{i}:" * (1 + i * 7919 % 60_000)).encode()  # as body() below
+        entry = spool.store("s@x", [("r@y", "r@y")], body, client={}, message_id=str(i), arrival=0)
+        print(entry.qid, i, flush=True)
+    """
+)
+
+
+def body(i: int) -> bytes:
+    """What WRITER stores as message `i` (up to ~450 kB, so a kill can land mid-write)."""
+    return (f"{i}:" * (1 + i * 7919 % 60_000)).encode()
+
+
+def test_sigkill_while_storing_loses_no_acknowledged_message(tmp_path: Path) -> None:
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    acknowledged: dict[str, int] = {}
+    for round_ in range(5):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(round_ * 1_000_000)],
+            stdout=subprocess.PIPE,
+        )
+        assert writer.stdout is not None
+        first = writer.stdout.readline()  # started storing; now kill it at a random moment
+        time.sleep(rng.uniform(0.0, 0.3))
+        writer.send_signal(signal.SIGKILL)
+        rest, _ = writer.communicate(timeout=10)
+        assert writer.returncode == -signal.SIGKILL
+        for line in (first + rest).split(b"\n")[:-1]:  # a cut-off last line was not printed
+            qid, index = line.split()
+            acknowledged[qid.decode()] = int(index)
+
+        spool = Spool(tmp_path)
+        recovered = {entry.qid: entry for entry in spool.recover()}
+        assert acknowledged.keys() <= recovered.keys(), f"seed {seed}"
+        for qid, entry in recovered.items():  # acknowledged or not, never torn
+            assert spool.read_message(qid) == body(int(entry.message_id)), f"seed {seed}"
+            assert acknowledged.get(qid, int(entry.message_id)) == int(entry.message_id)
+        assert len(files(tmp_path)) == 2 * len(recovered), f"seed {seed}"

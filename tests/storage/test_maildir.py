@@ -1,0 +1,319 @@
+"""MaildirStore: durable delivery, the UID/flag/modseq index and stable keys, on real files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postoffice.storage.maildir import INDEX_NAME, MaildirMailbox, MaildirStore
+
+MESSAGE = b"From: a@remote.example\r\nSubject: hi\r\n\r\nbody\r\n"
+NAME = re.compile(r"(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.mx\.test,S=(\d+)")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MaildirStore:
+    return MaildirStore(tmp_path / "mail", hostname="mx.test")
+
+
+@pytest.fixture
+def inbox(store: MaildirStore) -> Iterator[MaildirMailbox]:
+    with store.mailbox("alice@a.test") as mailbox:
+        yield mailbox
+
+
+def files(mailbox: MaildirMailbox, sub: str) -> list[str]:
+    return sorted(os.listdir(mailbox.path / sub))
+
+
+def put(mailbox: MaildirMailbox, sub: str, name: str, data: bytes = MESSAGE) -> None:
+    """Drop a file the way another Maildir writer would, bypassing deliver()."""
+    (mailbox.path / sub).mkdir(parents=True, exist_ok=True)
+    (mailbox.path / sub / name).write_bytes(data)
+
+
+def drop_index(mailbox: MaildirMailbox) -> None:
+    for name in (INDEX_NAME, INDEX_NAME + "-wal", INDEX_NAME + "-shm"):
+        (mailbox.path / name).unlink(missing_ok=True)
+
+
+# -- layout -------------------------------------------------------------------
+
+
+def test_users_live_under_domain_and_local_part(store: MaildirStore, tmp_path: Path) -> None:
+    assert store.mailbox("Alice@A.Test").path == tmp_path / "mail" / "a.test" / "alice"
+    assert store.mailbox("alice@a.test", "inbox").path == tmp_path / "mail" / "a.test" / "alice"
+    assert store.mailbox("alice@a.test", "Sent").path == tmp_path / "mail/a.test/alice/.Sent"
+
+
+@pytest.mark.parametrize("address", ["../x@a.test", "a/b@a.test", "alice@../a.test", "alice"])
+def test_unsafe_addresses_are_refused(store: MaildirStore, address: str) -> None:
+    with pytest.raises(ValueError, match="not a valid"):
+        store.mailbox(address)
+
+
+@pytest.mark.parametrize("folder", ["", "a/b", "..", "a..b", ".hidden", "end.", "x\x00y", "\t"])
+def test_unsafe_folder_names_are_refused(store: MaildirStore, folder: str) -> None:
+    with pytest.raises(ValueError, match="is not allowed"):
+        store.mailbox("alice@a.test", folder)
+
+
+def test_folders_are_maildir_plus_plus(store: MaildirStore) -> None:
+    assert list(store.folders("alice@a.test")) == ["INBOX"]
+    with store.mailbox("alice@a.test", "Sent") as sent:
+        sent.deliver(MESSAGE)
+        assert (sent.path / "maildirfolder").is_file()
+    with store.mailbox("alice@a.test", "Lists.python") as lists:
+        assert lists.messages() == []  # first use creates the folder
+    assert list(store.folders("alice@a.test")) == ["INBOX", "Lists.python", "Sent"]
+    assert not (store.mailbox("alice@a.test").path / "maildirfolder").exists()
+
+
+# -- delivery -----------------------------------------------------------------
+
+
+def test_deliver_writes_exactly_the_bytes_into_new(inbox: MaildirMailbox) -> None:
+    key = inbox.deliver(MESSAGE, delivery_id="Q1-0")
+    assert files(inbox, "new") == [key]
+    assert files(inbox, "tmp") == []
+    assert files(inbox, "cur") == []
+    assert (inbox.path / "new" / key).read_bytes() == MESSAGE
+    assert (inbox.path / "new" / key).stat().st_mode & 0o777 == 0o600
+    match = NAME.fullmatch(key)
+    assert match is not None
+    assert match[3] == str(os.getpid())
+    assert match[4] == "Q1-0"
+    assert int(match[5]) == len(MESSAGE)
+
+
+def test_keys_are_unique_without_a_delivery_id(inbox: MaildirMailbox) -> None:
+    keys = {inbox.deliver(MESSAGE) for _ in range(50)}
+    assert len(keys) == 50
+    assert len(files(inbox, "new")) == 50
+
+
+def test_an_invalid_delivery_id_is_refused(inbox: MaildirMailbox) -> None:
+    with pytest.raises(ValueError, match="delivery id"):
+        inbox.deliver(MESSAGE, delivery_id="a.b")
+
+
+def test_hostname_characters_that_would_break_the_name_are_escaped(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path, hostname="odd/host:name,x")
+    with store.mailbox("alice@a.test") as mailbox:
+        key = mailbox.deliver(MESSAGE)
+        assert key.endswith(f".odd\\057host\\072name\\054x,S={len(MESSAGE)}")
+        assert [m.size for m in mailbox.messages()] == [len(MESSAGE)]
+
+
+def test_a_failed_delivery_leaves_no_file_behind(inbox: MaildirMailbox) -> None:
+    inbox.deliver(MESSAGE)
+    for name in files(inbox, "new"):
+        (inbox.path / "new" / name).unlink()
+    (inbox.path / "new").rmdir()
+    (inbox.path / "new").write_bytes(b"")  # a file where new/ should be: rename fails
+    with pytest.raises(OSError):
+        inbox.deliver(MESSAGE)
+    assert files(inbox, "tmp") == []
+
+
+def test_has_delivery(store: MaildirStore, inbox: MaildirMailbox) -> None:
+    assert not inbox.has_delivery("Q1-0")  # no Maildir yet
+    key = inbox.deliver(MESSAGE, delivery_id="Q1-0")
+    inbox.deliver(MESSAGE, delivery_id="XQ1-1")
+    assert inbox.has_delivery("Q1-0")
+    assert inbox.has_delivery("XQ1-1")
+    assert not inbox.has_delivery("Q1-1")
+    assert not inbox.has_delivery("1-0")
+    inbox.set_flags(key, frozenset({"\\Seen"}))  # now in cur/
+    assert inbox.has_delivery("Q1-0")
+    assert not store.mailbox("bob@a.test").has_delivery("Q1-0")
+
+
+# -- the index ----------------------------------------------------------------
+
+
+def test_messages_get_ascending_uids_in_delivery_order(inbox: MaildirMailbox) -> None:
+    keys = [inbox.deliver(MESSAGE + bytes([65 + n])) for n in range(3)]
+    listed = inbox.messages()
+    assert [m.uid for m in listed] == [1, 2, 3]
+    assert [m.key for m in listed] == keys
+    assert [m.size for m in listed] == [len(MESSAGE) + 1] * 3
+    assert all(m.flags == frozenset() for m in listed)
+    assert listed[0].internaldate <= listed[2].internaldate
+    assert inbox.uidnext == 4
+    assert inbox.read(keys[1]) == MESSAGE + b"B"
+    with inbox.open(keys[2]) as file:
+        assert file.read() == MESSAGE + b"C"
+
+
+def test_uids_are_stable_across_reopening_and_new_mail_follows(store: MaildirStore) -> None:
+    with store.mailbox("alice@a.test") as first:
+        first.deliver(MESSAGE)
+        first.deliver(MESSAGE)
+        before = first.messages()
+        uidvalidity = first.uidvalidity
+    with store.mailbox("alice@a.test") as second:
+        third = second.deliver(MESSAGE)
+        after = second.messages()
+        assert second.uidvalidity == uidvalidity
+    assert after[:2] == before
+    assert (after[2].uid, after[2].key) == (3, third)
+
+
+def test_uids_follow_arrival_time_not_listing_order(inbox: MaildirMailbox) -> None:
+    put(inbox, "new", "1700000300.M5P1Q1.other,S=3", b"abc")
+    put(inbox, "cur", "1700000100.M900000P1Q2.other:2,S", b"abcd")
+    put(inbox, "new", "1700000100.M5P1Q3.other")
+    put(inbox, "new", "foreign-name")
+    os.utime(inbox.path / "new" / "foreign-name", (1700000200, 1700000200))
+    listed = inbox.messages()
+    assert [m.key for m in listed] == [
+        "1700000100.M5P1Q3.other",
+        "1700000100.M900000P1Q2.other",
+        "foreign-name",
+        "1700000300.M5P1Q1.other,S=3",
+    ]
+    assert [m.uid for m in listed] == [1, 2, 3, 4]
+    assert [m.size for m in listed] == [len(MESSAGE), 4, len(MESSAGE), 3]
+    assert listed[1].flags == frozenset({"\\Seen"})
+    assert listed[2].internaldate == 1700000200
+    assert listed[0].internaldate == pytest.approx(1700000100.000005)
+
+
+def test_vanished_files_are_dropped_and_uids_not_reused(inbox: MaildirMailbox) -> None:
+    first, second = inbox.deliver(MESSAGE), inbox.deliver(MESSAGE)
+    inbox.messages()
+    (inbox.path / "new" / second).unlink()  # another program deleted it
+    assert [m.key for m in inbox.messages()] == [first]
+    third = inbox.deliver(MESSAGE)
+    assert [(m.uid, m.key) for m in inbox.messages()] == [(1, first), (3, third)]
+    with pytest.raises(KeyError):
+        inbox.read(second)
+
+
+def test_keys_survive_deleting_the_index(store: MaildirStore) -> None:
+    with store.mailbox("alice@a.test") as mailbox:
+        keys = [mailbox.deliver(MESSAGE) for _ in range(3)]
+        mailbox.set_flags(keys[0], frozenset({"\\Seen"}))
+        mailbox.remove([keys[1]])
+        mailbox.messages()
+        drop_index(mailbox)
+    with store.mailbox("alice@a.test") as rebuilt:
+        listed = rebuilt.messages()
+        assert rebuilt.uidvalidity > 0
+    assert [(m.uid, m.key) for m in listed] == [(1, keys[0]), (2, keys[2])]
+    assert listed[0].flags == frozenset({"\\Seen"})  # flags live in the file name
+
+
+def test_ten_thousand_messages(inbox: MaildirMailbox) -> None:
+    (inbox.path / "new").mkdir(parents=True)
+    for sub in ("cur", "tmp"):
+        (inbox.path / sub).mkdir()
+    for n in range(10_000):
+        name = f"{1_700_000_000 + n}.M{n % 1_000_000}P1Q{n}.gen,S=5"
+        (inbox.path / "new" / name).write_bytes(b"x\r\n\r\n")
+    listed = inbox.messages()
+    assert len(listed) == 10_000
+    assert [m.uid for m in listed] == list(range(1, 10_001))
+    assert listed[-1].key == "1700009999.M9999P1Q9999.gen,S=5"
+    assert inbox.messages() == listed  # the no-change sync
+    assert inbox.uidnext == 10_001
+
+
+# -- flags --------------------------------------------------------------------
+
+
+def test_flags_are_maildir_info_letters(inbox: MaildirMailbox) -> None:
+    key = inbox.deliver(MESSAGE)
+    inbox.messages()
+    everything = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+    info = inbox.set_flags(key, everything)
+    assert files(inbox, "new") == []
+    assert files(inbox, "cur") == [f"{key}:2,DFRST"]
+    assert info.flags == everything
+    assert inbox.set_flags(key, frozenset({"\\seen"})).flags == frozenset({"\\Seen"})
+    assert files(inbox, "cur") == [f"{key}:2,S"]
+    inbox.set_flags(key, frozenset())
+    assert files(inbox, "cur") == [f"{key}:2,"]
+    assert inbox.read(key) == MESSAGE
+
+
+def test_letters_of_other_programs_are_kept(inbox: MaildirMailbox) -> None:
+    put(inbox, "cur", "1700000000.M1P1Q1.other:2,PSa")
+    inbox.set_flags("1700000000.M1P1Q1.other", frozenset({"\\Flagged"}))
+    assert files(inbox, "cur") == ["1700000000.M1P1Q1.other:2,FPa"]
+
+
+def test_modseq_rises_with_each_change(inbox: MaildirMailbox) -> None:
+    key = inbox.deliver(MESSAGE)
+    (listed,) = inbox.messages()
+    start = inbox.highestmodseq
+    assert listed.modseq == start
+    seen = inbox.set_flags(key, frozenset({"\\Seen"}))
+    assert seen.modseq == start + 1 == inbox.highestmodseq
+    assert inbox.set_flags(key, frozenset({"\\Seen"})).modseq == start + 1  # no change
+    tagged = inbox.set_flags(key, frozenset({"\\Seen", "$Forwarded", "Work"}))
+    assert tagged.modseq == start + 2
+    assert tagged.flags == frozenset({"\\Seen", "$Forwarded", "Work"})
+    assert inbox.messages()[0] == tagged  # keywords live in the index
+
+
+def test_a_flag_change_by_another_program_is_picked_up(inbox: MaildirMailbox) -> None:
+    key = inbox.deliver(MESSAGE)
+    (before,) = inbox.messages()
+    os.rename(inbox.path / "new" / key, inbox.path / "cur" / f"{key}:2,RS")
+    (after,) = inbox.messages()
+    assert after.flags == frozenset({"\\Answered", "\\Seen"})
+    assert after.modseq > before.modseq
+    assert after.uid == before.uid
+
+
+def test_a_file_moved_behind_the_index_is_still_found(inbox: MaildirMailbox) -> None:
+    key = inbox.deliver(MESSAGE)
+    inbox.messages()
+    os.rename(inbox.path / "new" / key, inbox.path / "cur" / f"{key}:2,S")
+    assert inbox.read(key) == MESSAGE
+    os.rename(inbox.path / "cur" / f"{key}:2,S", inbox.path / "cur" / f"{key}:2,T")
+    assert inbox.set_flags(key, frozenset({"\\Seen", "\\Deleted"})).uid == 1
+    assert files(inbox, "cur") == [f"{key}:2,ST"]
+
+
+def test_two_sessions_share_the_index(store: MaildirStore) -> None:
+    with store.mailbox("alice@a.test") as one, store.mailbox("alice@a.test") as two:
+        key = one.deliver(MESSAGE)
+        assert two.set_flags(key, frozenset({"\\Seen"})).uid == 1  # two syncs on demand
+        assert one.read(key) == MESSAGE
+        assert one.messages() == two.messages()
+
+
+@pytest.mark.parametrize("flag", ["\\Recent", "\\Unknown", "two words", "a(b", "ünïcode"])
+def test_flags_that_cannot_be_stored(inbox: MaildirMailbox, flag: str) -> None:
+    key = inbox.deliver(MESSAGE)
+    with pytest.raises(ValueError, match=re.escape(flag)):
+        inbox.set_flags(key, frozenset({flag}))
+
+
+def test_unknown_keys(inbox: MaildirMailbox) -> None:
+    inbox.deliver(MESSAGE)
+    for call in (inbox.read, inbox.open, lambda k: inbox.set_flags(k, frozenset())):
+        with pytest.raises(KeyError):
+            call("no-such-key")
+
+
+# -- removal ------------------------------------------------------------------
+
+
+def test_remove(inbox: MaildirMailbox) -> None:
+    keys = [inbox.deliver(MESSAGE) for _ in range(3)]
+    inbox.set_flags(keys[0], frozenset({"\\Deleted"}))
+    before = inbox.highestmodseq
+    inbox.remove([keys[0], keys[2], "no-such-key"])
+    assert files(inbox, "cur") == []
+    assert files(inbox, "new") == [keys[1]]
+    assert [m.key for m in inbox.messages()] == [keys[1]]
+    assert inbox.highestmodseq > before
+    inbox.remove([keys[0]])  # again: already gone
