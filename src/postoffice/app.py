@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,13 +205,24 @@ async def serve(config: Config, log: EventLog, banner: bool = True) -> int:
     return 0
 
 
+def _command_name() -> str:
+    """How the user started us, so the hint can be pasted as is (e.g. .venv/bin/postoffice)."""
+    prog = Path(sys.argv[0])
+    if prog.name != "postoffice":
+        return "postoffice"
+    try:
+        return str(prog.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return "postoffice"
+
+
 def _print_banner(config: Config, bound: list[tuple[str, str]]) -> None:
     names = {"smtp": "SMTP (port 25 role)", "submission": "submission (RFC 6409)"}
     print(f"postoffice {config.hostname} — data in {config.data_dir}", flush=True)
     for role, addr in bound:
         print(f"  {names[role]:<24} listening on {addr}", flush=True)
     print(
-        "Add a user:  postoffice user add alice@localhost"
+        f"Add a user:  {_command_name()} user add alice@localhost"
         f" --data-dir {config.data_dir}\nStop with Ctrl-C.",
         flush=True,
     )

@@ -43,7 +43,17 @@ class DnsSection:
 
 @dataclass(frozen=True, slots=True)
 class RelaySection:
-    port: int = 25
+    port: int = 25  # TCP port of remote mail servers
+    tls: str = "may"  # like Postfix smtp_tls_security_level: may | encrypt | verify
+    ca_file: str = ""  # extra trust anchors for "verify" (PEM); empty: the system store
+    smarthost: str = ""  # "host:port": send everything through this server instead of MX
+    smarthost_user: str = ""  # AUTH credentials for the smarthost (config file, never argv)
+    smarthost_password: str = ""
+    destination_concurrency: int = 20  # connections at once to one destination
+    concurrency: int = 100  # remote connections at once in all
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2: per reply while talking to a server
+    connection_reuse: float = 5.0  # seconds an idle connection waits for the next message
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +97,11 @@ class Config:
     source: Path | None = None  # the file this came from (not a TOML key)
 
 
-_CHOICES = {("log", "format"): ("text", "json"), ("log", "level"): ("debug", "info", "warning")}
+_CHOICES = {
+    ("log", "format"): ("text", "json"),
+    ("log", "level"): ("debug", "info", "warning"),
+    ("relay", "tls"): ("may", "encrypt", "verify"),
+}
 _NOT_KEYS = {"source"}
 
 
@@ -229,6 +243,11 @@ def _check(config: Config, file: str) -> None:
             raise ConfigError(
                 f"{file}: [smtp] relay_networks: {net!r} is not a network like 10.0.0.0/8"
             ) from None
+    if config.relay.smarthost:
+        try:
+            parse_hostport(config.relay.smarthost)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: [relay] smarthost: {exc}") from None
     if not 0 < config.relay.port < 65536:
         raise ConfigError(f"{file}: [relay] port: {config.relay.port} is not a TCP port")
     if config.limits.line_length < 1000:
