@@ -20,11 +20,15 @@ from pathlib import Path
 from postoffice import config as configuration
 from postoffice.clock import Clock, SystemClock
 from postoffice.config import Config, ConfigError
+from postoffice.control import ControlServer
 from postoffice.delivery.local import LocalDeliveryAgent
 from postoffice.delivery.routing import NoRemoteDelivery, Router
+from postoffice.journal import Journal
 from postoffice.logs import EventLog
 from postoffice.policy.recipients import RecipientPolicy
+from postoffice.queue.admin import control_handlers
 from postoffice.queue.backoff import Backoff
+from postoffice.queue.bounce import Bouncer
 from postoffice.queue.cleanup import Cleanup
 from postoffice.queue.scheduler import Scheduler
 from postoffice.queue.spool import Spool
@@ -57,6 +61,14 @@ class Paths:
     @property
     def mail(self) -> Path:
         return self.root / "mail"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.root / "control.sock"
 
 
 def open_directory(config: Config) -> SqliteDirectory:
@@ -96,24 +108,41 @@ class Server:
         self.config = config
         self.log = log
         self.clock = clock or SystemClock()
-        paths = Paths(config.data_dir)
+        paths = self.paths = Paths(config.data_dir)
         check_writable(config.data_dir)
+        self.journal = Journal(paths.journal, self.clock)
+        log.journal = self.journal
         self.directory = open_directory(config)
         self.store = MaildirStore(paths.mail)
         self.spool = Spool(paths.queue)
         local = LocalDeliveryAgent(self.store, self.spool, config.hostname)
         self.router = Router(self.directory, local, NoRemoteDelivery())
         q = config.queue
+        backoff = Backoff(q.min_backoff, q.max_backoff, q.max_lifetime)
+        self.cleanup = Cleanup(self.spool, self.directory, config.hostname, self.clock)
+        bouncer = Bouncer(
+            self.cleanup,
+            self.spool,
+            hostname=config.hostname,
+            postmaster=f"postmaster@{DEFAULT_DOMAIN}",
+            clock=self.clock,
+            log=log,
+            backoff=backoff,
+        )
         self.scheduler = Scheduler(
             self.spool,
             self.router,
             self.clock,
-            Backoff(q.min_backoff, q.max_backoff, q.max_lifetime),
+            backoff,
             concurrency=q.concurrency,
             on_event=self._delivery_event,
+            on_failed=bouncer.on_failed,
+            on_delayed=bouncer.on_delayed,
+            delay_warning=q.delay_warning,
         )
-        self.cleanup = Cleanup(
-            self.spool, self.directory, config.hostname, self.clock, self.scheduler.notify
+        self.cleanup.on_queued = self.scheduler.notify
+        self.control = ControlServer(
+            paths.control_socket, control_handlers(self.scheduler, self.spool, self.journal)
         )
         self.counter = ConnectionCounter()
         self.listeners: list[Listener] = []
@@ -136,6 +165,14 @@ class Server:
         """Recover the queue, start delivery and bind every listener."""
         await self.scheduler.recover()  # before anything can store: recovery prunes orphans
         self._scheduler_task = asyncio.create_task(self.scheduler.run())
+        try:
+            await self.control.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"{self.paths.control_socket}: cannot open the control socket ({exc}); "
+                "is another server running on this data dir?"
+            ) from None
         bound: list[tuple[str, str]] = []
         roles = (("smtp", self.config.smtp.listen), ("submission", self.config.submission.listen))
         for role, addresses in roles:
@@ -180,10 +217,12 @@ class Server:
         for listener in self.listeners:
             listener.stop_accepting()
         await asyncio.gather(*(listener.shutdown(grace) for listener in self.listeners))
+        await self.control.close()
         self.scheduler.stop()
         if self._scheduler_task is not None:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._scheduler_task, timeout=grace)
+        self.journal.close()
 
 
 async def serve(config: Config, log: EventLog, banner: bool = True) -> int:

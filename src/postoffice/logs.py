@@ -12,18 +12,29 @@ import json
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30}
 
 
+class Recorder(Protocol):
+    """Where events about one message also go (the trace journal)."""
+
+    def record(self, qid: str, event: str, /, **fields: Any) -> None: ...
+
+
 class EventLog:
-    """Writes events to a stream (stderr by default) in text or JSON."""
+    """Writes events to a stream (stderr by default) in text or JSON.
+
+    Events that name a queue id are also handed to `journal`, so that
+    `postoffice trace` finds them later in the data dir.
+    """
 
     def __init__(self, fmt: str = "text", level: str = "info", stream: TextIO | None = None):
         self.format = fmt
         self.level = _LEVELS[level]
         self.stream = stream if stream is not None else sys.stderr
+        self.journal: Recorder | None = None
         self._lock = threading.Lock()
 
     def configure(self, fmt: str, level: str) -> None:
@@ -33,10 +44,13 @@ class EventLog:
 
     def event(self, kind: str, *, level: str = "info", **fields: Any) -> None:
         """Log one event; `fields` with value None are left out."""
+        data = {k: v for k, v in fields.items() if v is not None}
+        qid = data.get("qid")
+        if self.journal is not None and isinstance(qid, str):
+            self.journal.record(qid, kind, **{k: v for k, v in data.items() if k != "qid"})
         if _LEVELS[level] < self.level:
             return
         now = time.time()
-        data = {k: v for k, v in fields.items() if v is not None}
         if self.format == "json":
             line = json.dumps({"ts": round(now, 3), "event": kind, **data}, default=str)
         else:

@@ -69,12 +69,16 @@ class World:
         backoff: Backoff | None = None,
         concurrency: int = 20,
         clock: FakeClock | None = None,
+        delay_warning: float = 0.0,
     ) -> None:
         self.spool = Spool(root)
         self.clock = clock or FakeClock()
         self.agent = agent or RecordingAgent()
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.failed: list[tuple[str, list[str]]] = []
+        self.delayed: list[tuple[float, str, list[str]]] = []
+        self.delayed_fails = 0  # how many more on_delayed calls raise
+        self.failed_fails = 0  # how many more on_failed calls raise
         self.scheduler = Scheduler(
             self.spool,
             router or (lambda _address: self.agent),
@@ -83,10 +87,21 @@ class World:
             concurrency=concurrency,
             on_event=lambda kind, entry, detail: self.events.append((kind, entry.qid, detail)),
             on_failed=self._record_failed,
+            on_delayed=self._record_delayed,
+            delay_warning=delay_warning,
         )
 
     async def _record_failed(self, entry: QueueEntry, failed: list[RecipientState]) -> None:
         self.failed.append((entry.qid, [r.address for r in failed]))
+        if self.failed_fails:
+            self.failed_fails -= 1
+            raise OSError(errno.ENOSPC, "disk full")
+
+    async def _record_delayed(self, entry: QueueEntry, pending: list[RecipientState]) -> None:
+        self.delayed.append((self.clock.time(), entry.qid, [r.address for r in pending]))
+        if self.delayed_fails:
+            self.delayed_fails -= 1
+            raise OSError(errno.ENOSPC, "disk full")
 
     def store(self, *recipients: str) -> QueueEntry:
         return self.spool.store(
@@ -378,3 +393,81 @@ async def test_concurrency_is_bounded(tmp_path: Path) -> None:
         await eventually(lambda: len(world.events) == 5)
     assert world.agent.most_running == 2
     assert world.spool.list() == []
+
+
+@asyncio_test
+async def test_delay_warning_once_when_deferred_past_the_threshold(tmp_path: Path) -> None:
+    agent = RecordingAgent({"a@x": [Outcome.DEFERRED] * 5, "b@x": [Outcome.DEFERRED]})
+    world = World(tmp_path, agent, delay_warning=800)
+    start = world.clock.time()
+    async with world.running():
+        entry = world.store("a@x", "b@x", "c@x")
+        world.scheduler.notify(entry)
+        # attempts at +0, +300, +900 (the first deferral past 800), +2100, +4500
+        for n, delay in enumerate([300, 600, 1200, 2400], start=1):
+            await eventually(
+                lambda n=n: len(agent.calls) == n and world.events[-1][0] == "deferred"
+            )
+            await quiet()
+            assert len(world.delayed) == (0 if n < 3 else 1)
+            world.clock.advance(delay)
+        await eventually(lambda: len(agent.calls) == 5)
+        await quiet()
+    assert world.delayed == [(start + 900, entry.qid, ["a@x"])]
+    [saved] = world.spool.list()
+    assert saved.warned
+
+
+@asyncio_test
+async def test_no_delay_warning_when_switched_off(tmp_path: Path) -> None:
+    world = World(tmp_path, RecordingAgent({"a@x": [Outcome.DEFERRED] * 2}))
+    async with world.running():
+        world.scheduler.notify(world.store("a@x"))
+        await eventually(lambda: len(world.events) == 1)
+        world.clock.advance(10_000)
+        await eventually(lambda: len(world.events) == 2)
+    assert world.delayed == []
+    assert not world.spool.list()[0].warned
+
+
+@asyncio_test
+async def test_a_failed_delay_warning_is_tried_again_at_the_next_deferral(tmp_path: Path) -> None:
+    world = World(tmp_path, RecordingAgent({"a@x": [Outcome.DEFERRED] * 3}), delay_warning=1)
+    world.delayed_fails = 1
+    entry = world.store("a@x")
+    world.clock.advance(1)  # the first attempt comes a second after arrival
+    async with world.running():
+        world.scheduler.notify(entry)
+        await eventually(lambda: len(world.events) == 1)
+        assert not world.spool.list()[0].warned
+        world.clock.advance(300)
+        await eventually(lambda: len(world.events) == 2)
+        world.clock.advance(600)
+        await eventually(lambda: len(world.events) == 3)
+    assert len(world.delayed) == 2
+    assert world.spool.list()[0].warned
+
+
+def test_delay_warning_must_not_be_negative(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="delay_warning"):
+        World(tmp_path, delay_warning=-1)
+
+
+@asyncio_test
+async def test_a_bounce_that_cannot_be_queued_keeps_the_failure_pending(tmp_path: Path) -> None:
+    agent = RecordingAgent({"b@x": [Outcome.FAILED, Outcome.FAILED]})
+    world = World(tmp_path, agent)
+    world.failed_fails = 1
+    async with world.running():
+        entry = world.store("b@x")
+        world.scheduler.notify(entry)
+        await eventually(lambda: len(world.failed) == 1)
+        await quiet()
+        [saved] = world.spool.list()  # not removed: the bounce was not queued
+        assert saved.state is QueueState.DEFERRED
+        assert saved.recipients[0].status is RecipientStatus.PENDING
+        world.clock.advance(300)
+        await eventually(lambda: len(world.failed) == 2)
+        await quiet()
+    assert world.spool.list() == []
+    assert world.kinds()[-1] == ("failed", "b@x")

@@ -12,7 +12,9 @@ import click
 
 from postoffice.cli.common import CliError
 from postoffice.cli.directory import alias, domain, user
+from postoffice.cli.queue import queue
 from postoffice.cli.serve import check_config, serve
+from postoffice.cli.trace import trace
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +23,7 @@ def cli() -> None:
     """postoffice — a complete mail system: SMTP, queue, relay, mailboxes."""
 
 
-for command in (serve, check_config, domain, user, alias):
+for command in (serve, check_config, domain, user, alias, queue, trace):
     cli.add_command(command)
 
 

@@ -5,6 +5,9 @@ recipients through the directory (aliases, catch-alls, subaddresses) and
 writes the message durably into the spool. Only when `submit` returns may a
 server answer `250`: the message is on stable storage by then.
 
+Messages the server writes itself (bounces) come in with `Origin.internal`:
+their Received: header has only a `by` clause, as from Postfix's pickup.
+
 Standards: RFC 5321 §4.4 (trace information), §6.3 (loop detection),
 RFC 3848 (ESMTP/ESMTPS/ESMTPA protocol names), RFC 3463 codes.
 """
@@ -44,12 +47,17 @@ class Refused(Exception):
 class Origin:
     """Where a message came from, for the Received: header and the trace."""
 
-    client_ip: str
+    client_ip: str  # "" for mail this server writes itself (see `internal`)
     helo: str = ""
     protocol: str = "ESMTP"  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA
     tls: str = ""  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
     auth: str = ""  # authenticated identity, never put in headers unless configured
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def internal(cls, source: str) -> Origin:
+        """Mail written by this server itself (bounces); `source` is kept in the trace."""
+        return cls(client_ip="", protocol="local", extra={"source": source})
 
     def as_dict(self) -> dict[str, str]:
         data = {"addr": self.client_ip, "helo": self.helo, "protocol": self.protocol}
@@ -128,11 +136,14 @@ class Cleanup:
         self, qid: str, recipients: list[Address], origin: Origin, now: float
     ) -> bytes:
         """RFC 5321 §4.4 trace header; `for` only with a single recipient (privacy)."""
-        helo = _clean(origin.helo) or "unknown"
-        lines = [
-            f"Received: from {helo} ([{origin.client_ip}])",
-            f"\tby {self.hostname} (postoffice) with {origin.protocol} id {qid}",
-        ]
+        if origin.client_ip:
+            helo = _clean(origin.helo) or "unknown"
+            lines = [
+                f"Received: from {helo} ([{origin.client_ip}])",
+                f"\tby {self.hostname} (postoffice) with {origin.protocol} id {qid}",
+            ]
+        else:  # written here: no client, no SMTP (RFC 5322 §3.6.7 allows any tokens)
+            lines = [f"Received: by {self.hostname} (postoffice) id {qid}"]
         if origin.tls:
             lines[-1] += f"\r\n\t(using {_clean(origin.tls)})"
         date = email.utils.formatdate(now, localtime=True)

@@ -15,11 +15,15 @@ recipients of an expired entry fail with 4.4.7. An agent that raises defers its
 recipients with 4.3.0; an attempt that fails on our side (the spool) is retried
 after `min_backoff`, flagged `recovered` like one cut off by a crash. Failed
 recipients go to the `on_failed` hook (bounces), which runs before the entry is
-saved or removed; every per-recipient outcome goes to `on_event` for the
-log/trace layer.
+saved or removed. When an entry is deferred at least `delay_warning` seconds
+after its arrival, its pending recipients go once to the `on_delayed` hook
+(delay warnings): `warned` is set, and saved with the entry, only when the hook
+succeeded, so a warning that could not be queued is tried at the next deferral.
+Every per-recipient outcome goes to `on_event` for the log/trace layer.
 
 Standards: RFC 5321 §4.5.4.1 (retry strategy), §6.1 (responsibility until
-delivered or bounced); RFC 3463 §3.4/§3.5 (4.3.0, 4.4.7).
+delivered or bounced); RFC 3463 §3.4/§3.5 (4.3.0, 4.4.7); RFC 3464 §2.3.3
+(the "delayed" action).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 Router = Callable[[str], DeliveryAgent]
 EventHook = Callable[[str, QueueEntry, dict[str, object]], None]
-FailedHook = Callable[[QueueEntry, list[RecipientState]], Awaitable[None]]
+RecipientsHook = Callable[[QueueEntry, list[RecipientState]], Awaitable[None]]
 
 _OUTCOME_STATUS = {
     Outcome.DELIVERED: RecipientStatus.DELIVERED,
@@ -49,7 +53,7 @@ _OUTCOME_STATUS = {
 
 
 async def log_failed(entry: QueueEntry, failed: list[RecipientState]) -> None:
-    """The default `on_failed` hook: bounces are not generated yet, so only log."""
+    """The default `on_failed` hook, when no bouncer is wired in: only log."""
     for recipient in failed:
         logger.warning(
             "queue %s: <%s> failed (%s %s); no bounce sent",
@@ -70,10 +74,15 @@ class Scheduler:
         *,
         concurrency: int = 20,
         on_event: EventHook | None = None,
-        on_failed: FailedHook = log_failed,
+        on_failed: RecipientsHook = log_failed,
+        on_delayed: RecipientsHook | None = None,
+        delay_warning: float = 0.0,
     ) -> None:
+        """`on_delayed` is called once per entry deferred `delay_warning` (> 0) seconds."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if delay_warning < 0:
+            raise ValueError("delay_warning must not be negative")
         self._spool = spool
         self._router = router
         self._clock = clock
@@ -81,6 +90,8 @@ class Scheduler:
         self._concurrency = concurrency
         self._on_event = on_event
         self._on_failed = on_failed
+        self._on_delayed = on_delayed if delay_warning > 0 else None
+        self._delay_warning = delay_warning
         self._due: dict[str, float] = {}  # the timetable; heap items not matching it are stale
         self._heap: list[tuple[float, str]] = []
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -233,13 +244,18 @@ class Scheduler:
         if entry.pending and self._backoff.expired(entry, now):
             events += self._expire(entry)
         failed = [r for kind, r in events if kind in {"failed", "expired"}]
-        if failed:
-            await self._report_failed(entry, failed)
+        if failed and not await self._report("on_failed", self._on_failed, entry, failed):
+            # The bounce could not be queued (disk full?): keep those recipients pending so
+            # that the failure, and its notification, are tried again instead of lost.
+            for recipient in failed:
+                recipient.status = RecipientStatus.PENDING
+            events = [(kind, r) for kind, r in events if r not in failed]
         if entry.pending:
             entry.state = QueueState.DEFERRED
             entry.next_attempt = min(
                 now + self._backoff.delay(entry.attempts), self._backoff.deadline(entry)
             )
+            await self._warn_delayed(entry, now)
             await asyncio.to_thread(self._spool.save, entry)
             events += [("deferred", r) for r in entry.pending]
             self._schedule(qid, entry.next_attempt)
@@ -306,11 +322,23 @@ class Scheduler:
             recipient.last_detail = f"delivery time expired; last error: {recipient.last_detail}"
         return [("expired", r) for r in expired]
 
-    async def _report_failed(self, entry: QueueEntry, failed: list[RecipientState]) -> None:
+    async def _warn_delayed(self, entry: QueueEntry, now: float) -> None:
+        """Call `on_delayed` once the entry is `delay_warning` old, at most once per entry."""
+        if self._on_delayed is None or entry.warned:
+            return
+        if now - entry.arrival >= self._delay_warning:
+            entry.warned = await self._report("on_delayed", self._on_delayed, entry, entry.pending)
+
+    async def _report(
+        self, name: str, hook: RecipientsHook, entry: QueueEntry, recipients: list[RecipientState]
+    ) -> bool:
+        """Call a hook; its failure is logged, never the attempt's. True if it succeeded."""
         try:
-            await self._on_failed(entry, failed)
+            await hook(entry, recipients)
         except Exception:
-            logger.exception("queue %s: on_failed hook raised", entry.qid)
+            logger.exception("queue %s: %s hook raised", entry.qid, name)
+            return False
+        return True
 
     def _emit(self, kind: str, entry: QueueEntry, recipient: RecipientState) -> None:
         if self._on_event is None:

@@ -275,6 +275,8 @@ class SmtpSession:
             "queued",
             qid=entry.qid,
             client=self.client,
+            helo=self.helo or None,
+            protocol=origin.protocol,
             sender=_addr(sender),
             rcpt=[str(r) for r in recipients],
             size=entry.size,
