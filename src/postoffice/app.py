@@ -22,7 +22,9 @@ from postoffice.clock import Clock, SystemClock
 from postoffice.config import Config, ConfigError
 from postoffice.control import ControlServer
 from postoffice.delivery.local import LocalDeliveryAgent
-from postoffice.delivery.routing import NoRemoteDelivery, Router
+from postoffice.delivery.routing import Router
+from postoffice.delivery.smtp import SmtpDeliveryAgent
+from postoffice.dns import DnsError, DnsPythonResolver
 from postoffice.journal import Journal
 from postoffice.logs import EventLog
 from postoffice.policy.recipients import RecipientPolicy
@@ -101,6 +103,32 @@ def check_writable(root: Path) -> None:
         raise StartupError(f"{root}: the data dir is not writable: {reason}") from None
 
 
+def remote_agent(config: Config, spool: Spool, journal: Journal) -> SmtpDeliveryAgent:
+    """The SMTP client agent for non-local recipients, from `[relay]` and `[dns]`."""
+    relay = config.relay
+    smarthost = configuration.parse_hostport(relay.smarthost) if relay.smarthost else None
+    auth = (relay.smarthost_user, relay.smarthost_password) if relay.smarthost_user else None
+    ca_file = relay.ca_file or None
+    if ca_file and config.source is not None:
+        ca_file = str(config.source.parent / ca_file)
+    return SmtpDeliveryAgent(
+        DnsPythonResolver(list(config.dns.nameservers) or None),
+        spool,
+        hostname=config.hostname,
+        port=relay.port,
+        tls=relay.tls,
+        ca_file=ca_file,
+        smarthost=smarthost,
+        smarthost_auth=auth,
+        destination_concurrency=relay.destination_concurrency,
+        concurrency=relay.concurrency,
+        connect_timeout=relay.connect_timeout,
+        command_timeout=relay.command_timeout,
+        connection_reuse=relay.connection_reuse,
+        record=journal.record,
+    )
+
+
 class Server:
     """The running mail server: one asyncio process."""
 
@@ -116,7 +144,11 @@ class Server:
         self.store = MaildirStore(paths.mail)
         self.spool = Spool(paths.queue)
         local = LocalDeliveryAgent(self.store, self.spool, config.hostname)
-        self.router = Router(self.directory, local, NoRemoteDelivery())
+        try:
+            self.remote = remote_agent(config, self.spool, self.journal)
+        except DnsError as exc:
+            raise StartupError(f"[dns] nameservers: {exc}") from None
+        self.router = Router(self.directory, local, self.remote)
         q = config.queue
         backoff = Backoff(q.min_backoff, q.max_backoff, q.max_lifetime)
         self.cleanup = Cleanup(self.spool, self.directory, config.hostname, self.clock)
@@ -222,6 +254,7 @@ class Server:
         if self._scheduler_task is not None:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._scheduler_task, timeout=grace)
+        await self.remote.close()
         self.journal.close()
 
 

@@ -6,8 +6,7 @@ agent. The scheduler calls the router once per recipient.
 
 from __future__ import annotations
 
-from postoffice.delivery.base import DeliveryAgent, Outcome, RecipientResult
-from postoffice.queue.entry import QueueEntry
+from postoffice.delivery.base import DeliveryAgent
 from postoffice.storage.base import Directory
 
 
@@ -22,13 +21,3 @@ class Router:
     def __call__(self, address: str) -> DeliveryAgent:
         domain = address.rpartition("@")[2]
         return self.local if self.directory.is_local_domain(domain) else self.remote
-
-
-class NoRemoteDelivery:
-    """Stands in for the SMTP client until remote delivery exists: keeps mail queued."""
-
-    async def deliver(self, entry: QueueEntry, recipients: list[str]) -> list[RecipientResult]:
-        return [
-            RecipientResult(r, Outcome.DEFERRED, "4.4.0", "remote delivery is not available yet")
-            for r in recipients
-        ]

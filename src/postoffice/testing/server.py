@@ -26,11 +26,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerProcess:
     """One server: its data dir, ports and process."""
 
-    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", extra_config: str = ""):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        extra_config: str = "",
+        hostname: str = "mx.test",
+        smtp_port: int | None = None,
+        submission_port: int | None = None,
+    ):
         self.data_dir = data_dir
         self.host = host
-        self.smtp_port = free_port(host)
-        self.submission_port = free_port(host)
+        self.hostname = hostname
+        self.smtp_port = smtp_port or free_port(host)
+        self.submission_port = submission_port or free_port(host)
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -39,10 +49,12 @@ class ServerProcess:
         self.write_config()
 
     def write_config(self) -> None:
+        # Never ask the machine's resolver: without a test DNS server, lookups fail fast.
+        dns = "" if "[dns]" in self.extra_config else '[dns]\nnameservers = ["127.0.0.1:9"]\n'
         self.config_path.write_text(
-            f'hostname = "mx.test"\n'
+            f'hostname = "{self.hostname}"\n'
             f'data_dir = "."\n'
-            f"{self.extra_config}\n"
+            f"{self.extra_config}\n{dns}"
             f'[smtp]\nlisten = ["{self.host}:{self.smtp_port}"]\n'
             f'[submission]\nlisten = ["{self.host}:{self.submission_port}"]\n'
             f"[limits]\nshutdown_grace = 5\n",
