@@ -3,8 +3,9 @@
 # As root it uses apt-get; otherwise it names the packages to install and carries on
 # (the tests then skip with a reason, or fail under CI=true).
 set -eu
-# tool:package pairs
-NEEDED="swaks:swaks"
+# tool:package pairs; a tool in /usr/sbin is named by its absolute path, since PATH may
+# lack /usr/sbin. postfix also brings smtp-source and smtp-sink (the benchmark's tools).
+NEEDED="swaks:swaks /usr/sbin/postfix:postfix"
 missing=""
 for pair in $NEEDED; do
     tool=${pair%%:*}
@@ -14,6 +15,14 @@ done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$missing"
+    case " $missing " in
+    *" postfix "*)
+        # Tests start private Postfix instances of their own: the package must not set up
+        # (or start) a system MTA, nor ask. With "No configuration" there is no
+        # /etc/postfix/main.cf, and without it the init script starts nothing.
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+        ;;
+    esac
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 else

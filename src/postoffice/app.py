@@ -125,6 +125,7 @@ def remote_agent(config: Config, spool: Spool, journal: Journal) -> SmtpDelivery
         connect_timeout=relay.connect_timeout,
         command_timeout=relay.command_timeout,
         connection_reuse=relay.connection_reuse,
+        bind_address=relay.bind_address or None,
         record=journal.record,
     )
 

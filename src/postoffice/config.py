@@ -54,6 +54,7 @@ class RelaySection:
     connect_timeout: float = 30.0
     command_timeout: float = 300.0  # RFC 5321 §4.5.3.2: per reply while talking to a server
     connection_reuse: float = 5.0  # seconds an idle connection waits for the next message
+    bind_address: str = ""  # source address of outgoing connections; empty: the system's choice
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,13 @@ def _check(config: Config, file: str) -> None:
             parse_hostport(config.relay.smarthost)
         except ValueError as exc:
             raise ConfigError(f"{file}: [relay] smarthost: {exc}") from None
+    if config.relay.bind_address:
+        try:
+            ipaddress.ip_address(config.relay.bind_address)
+        except ValueError:
+            raise ConfigError(
+                f"{file}: [relay] bind_address: {config.relay.bind_address!r} is not an IP address"
+            ) from None
     if not 0 < config.relay.port < 65536:
         raise ConfigError(f"{file}: [relay] port: {config.relay.port} is not a TCP port")
     if config.limits.line_length < 1000:

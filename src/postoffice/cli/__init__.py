@@ -11,6 +11,7 @@ import sys
 import click
 
 from postoffice.cli.common import CliError
+from postoffice.cli.demo import demo
 from postoffice.cli.directory import alias, domain, user
 from postoffice.cli.queue import queue
 from postoffice.cli.serve import check_config, serve
@@ -23,7 +24,7 @@ def cli() -> None:
     """postoffice — a complete mail system: SMTP, queue, relay, mailboxes."""
 
 
-for command in (serve, check_config, domain, user, alias, queue, trace):
+for command in (serve, check_config, domain, user, alias, queue, trace, demo):
     cli.add_command(command)
 
 

@@ -33,6 +33,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from postoffice.client.connection import NETWORK_ERRORS as _NETWORK_ERRORS
+from postoffice.client.connection import SmtpConnection
 from postoffice.delivery.base import Outcome, RecipientResult
 from postoffice.delivery.local import MessageSource
 from postoffice.delivery.mx import DestinationError, MxHost, resolve_destination
@@ -43,12 +45,10 @@ from postoffice.queue.entry import QueueEntry
 
 Record = Callable[..., None]  # record(qid, event, **fields), for the trace journal
 
-_CHUNK = 256 * 1024  # octets read from the socket or the spool at a time
-_CLOSE_TIMEOUT = 10.0  # at most this long for QUIT and the close after it
+_CHUNK = 256 * 1024  # octets read from the spool at a time
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 _SMARTHOST = "[smarthost]"  # the one destination when everything goes to the smarthost
 _POLICIES = ("may", "encrypt", "verify")
-_NETWORK_ERRORS = (smtp.ProtocolError, OSError, TimeoutError)  # ssl.SSLError is an OSError
 
 
 @dataclasses.dataclass
@@ -73,112 +73,12 @@ class _Message:
 
 
 @dataclasses.dataclass(eq=False)
-class _Session:
-    """One connection: streams, reply parser, what EHLO offered, and the transcript."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    host: str
-    address: str
-    port: int
-    timeout: float  # per reply or write (RFC 5321 §4.5.3.2)
-    parser: smtp.ReplyParser = dataclasses.field(default_factory=smtp.ReplyParser)
-    capabilities: smtp.Capabilities = dataclasses.field(default_factory=smtp.Capabilities)
-    tls: bool = False
-    reused: bool = False  # taken from the idle pool
-    broken: bool = False  # out of step with the server: never reuse, never QUIT
-    timer: asyncio.TimerHandle | None = None  # idle expiry while pooled
-    transcript: list[str] = dataclasses.field(default_factory=list)
-    plaintext: asyncio.StreamWriter | None = None  # the writer from before STARTTLS
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}[{self.address}]:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        return not (self.broken or self.writer.is_closing() or self.reader.at_eof())
-
-    async def send(self, *commands: bytes, shown: str | None = None) -> None:
-        """Write commands at once (pipelined when several); `shown` masks a secret."""
-        for command in commands:
-            self.transcript.append(f"C: {shown or command.decode('utf-8').rstrip()}")
-        await self.write(b"".join(commands))
-
-    async def write(self, data: bytes) -> None:
-        try:
-            self.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await self.writer.drain()
-        except BaseException:
-            self.broken = True
-            raise
-
-    async def reply(self) -> Reply:
-        try:
-            async with asyncio.timeout(self.timeout):  # RFC 5321 §4.5.3.2: per reply
-                while (reply := self.parser.next_reply()) is None:
-                    self.parser.feed(await self.reader.read(_CHUNK))
-        except BaseException:
-            self.broken = True
-            raise
-        self.transcript += (f"S: {line}" for line in smtp.transcript(reply))
-        return reply
-
-    async def command(self, command: bytes, shown: str | None = None) -> Reply:
-        await self.send(command, shown=shown)
-        return await self.reply()
-
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> int:
-        """Continue over TLS with new streams; return how many plaintext octets were dropped.
-
-        RFC 3207 §4.2: bytes that came after the 220, in the parser or still in the old
-        reader, are discarded with them and can never pass for replies sent inside TLS.
-        """
-        dropped = self.parser.discard()
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        protocol = asyncio.StreamReaderProtocol(reader)
-        try:
-            transport = await loop.start_tls(
-                self.writer.transport,
-                protocol,
-                context,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=self.timeout,
-            )
-        except BaseException:
-            self.broken = True
-            raise
-        if transport is None:
-            self.broken = True
-            raise ConnectionResetError("connection closed during the TLS handshake")
-        self.plaintext = self.writer  # kept: collected, it would close the socket under TLS
-        self.reader, self.writer = reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-        self.tls = True
-        return dropped
-
-    async def close(self) -> None:
-        """QUIT when still in step (RFC 5321 §4.1.1.10), then close the connection."""
-        if not self.alive:
-            self.writer.transport.abort()
-            return
-        self.timeout = min(self.timeout, _CLOSE_TIMEOUT)
-        with contextlib.suppress(*_NETWORK_ERRORS):
-            await self.command(smtp.QUIT)
-        self.writer.close()
-        with contextlib.suppress(*_NETWORK_ERRORS):
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await self.writer.wait_closed()
-
-
-@dataclasses.dataclass(eq=False)
 class _Destination:
     """A domain (or the smarthost): its connection slots and its idle connections."""
 
     key: str
     slots: asyncio.Semaphore
-    idle: list[_Session] = dataclasses.field(default_factory=list)
+    idle: list[SmtpConnection] = dataclasses.field(default_factory=list)
     users: int = 0  # deliveries holding or awaiting a slot
 
 
@@ -201,6 +101,7 @@ class SmtpDeliveryAgent:
         connect_timeout: float = 30,
         command_timeout: float = 300,
         connection_reuse: float = 5,
+        bind_address: str | None = None,
         record: Record | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -219,6 +120,7 @@ class SmtpDeliveryAgent:
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._reuse = connection_reuse
+        self._bind = ipaddress.ip_address(bind_address) if bind_address else None
         self._record = record
         self._rng = rng
         self._destinations: dict[str, _Destination] = {}
@@ -339,13 +241,15 @@ class SmtpDeliveryAgent:
 
     # --- connections -----------------------------------------------------------------------
 
-    async def _connect(self, hosts: list[MxHost], qid: str) -> _Session | _SetupFailure:
+    async def _connect(self, hosts: list[MxHost], qid: str) -> SmtpConnection | _SetupFailure:
         """The first address, in host order, that is ready for a transaction."""
         failures: list[_SetupFailure] = []
         for host in hosts:
             for address in host.addresses:
                 try:
-                    session: _Session | None = await self._open_session(host.name, address, qid)
+                    session: SmtpConnection | None = await self._open_session(
+                        host.name, address, qid
+                    )
                     result = "ok"
                 except _SetupFailure as failure:
                     session, result = None, failure.detail
@@ -360,16 +264,24 @@ class SmtpDeliveryAgent:
         chosen = next((f for f in failures if f.status != "4.4.1"), failures[-1])
         return _SetupFailure(chosen.status, "; ".join(f.detail for f in failures), chosen.reply)
 
+    def _source_for(self, address: str) -> tuple[str, int] | None:
+        """Our source address (like Postfix's smtp_bind_address), when of the same family."""
+        if self._bind is None or ipaddress.ip_address(address).version != self._bind.version:
+            return None
+        return (str(self._bind), 0)
+
     @property
     def _port_to(self) -> int:
         return self._smarthost[1] if self._smarthost else self._port
 
-    async def _open_session(self, host: str, address: str, qid: str) -> _Session:
+    async def _open_session(self, host: str, address: str, qid: str) -> SmtpConnection:
         where = f"{host}[{address}]:{self._port_to}"
         await self._make_room()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(address, self._port_to)
+                reader, writer = await asyncio.open_connection(
+                    address, self._port_to, local_addr=self._source_for(address)
+                )
         except TimeoutError:
             raise _SetupFailure("4.4.1", f"connection to {where} timed out") from None
         except ConnectionRefusedError:
@@ -377,7 +289,9 @@ class SmtpDeliveryAgent:
         except OSError as error:
             raise _SetupFailure("4.4.1", f"cannot connect to {where}: {_reason(error)}") from None
         self._open += 1
-        session = _Session(reader, writer, host, address, self._port_to, self._command_timeout)
+        session = SmtpConnection(
+            reader, writer, host, address, self._port_to, self._command_timeout
+        )
         try:
             await self._setup(session, qid)
         except _NETWORK_ERRORS as error:
@@ -393,7 +307,7 @@ class SmtpDeliveryAgent:
         self._close(session)
         raise failure
 
-    async def _setup(self, session: _Session, qid: str) -> None:
+    async def _setup(self, session: SmtpConnection, qid: str) -> None:
         """Greeting, EHLO, STARTTLS and AUTH as the policy wants; _SetupFailure if not."""
         greeting = await session.reply()
         if greeting.code != 220:
@@ -406,7 +320,7 @@ class SmtpDeliveryAgent:
         if self._auth is not None:
             await self._authenticate(session, *self._auth)
 
-    async def _hello(self, session: _Session) -> None:
+    async def _hello(self, session: SmtpConnection) -> None:
         reply = await session.command(smtp.ehlo(self._hostname))
         if reply.code == 250:
             session.capabilities = smtp.Capabilities.from_ehlo(reply)
@@ -418,7 +332,7 @@ class SmtpDeliveryAgent:
                 return
         raise _SetupFailure("4.4.1", f"{session.where} refused HELO: {smtp.describe(reply)}", reply)
 
-    async def _start_tls(self, session: _Session, qid: str) -> None:
+    async def _start_tls(self, session: SmtpConnection, qid: str) -> None:
         if "STARTTLS" not in session.capabilities:
             detail = f"{session.where} does not offer STARTTLS (TLS is required)"
             raise _SetupFailure("4.7.4", detail)
@@ -446,7 +360,7 @@ class SmtpDeliveryAgent:
         )
         await self._hello(session)  # RFC 3207 §4.2: forget what was learned before TLS
 
-    async def _authenticate(self, session: _Session, user: str, password: str) -> None:
+    async def _authenticate(self, session: SmtpConnection, user: str, password: str) -> None:
         if not (session.tls or ipaddress.ip_address(session.address).is_loopback):
             # never a password in the clear over a network (RFC 4954 §4, §14)
             raise _SetupFailure("4.7.0", f"will not authenticate to {session.where} without TLS")
@@ -464,7 +378,7 @@ class SmtpDeliveryAgent:
 
     # --- the pool and the slots ------------------------------------------------------------
 
-    def _take_idle(self, destination: _Destination) -> _Session | None:
+    def _take_idle(self, destination: _Destination) -> SmtpConnection | None:
         while destination.idle:
             session = self._unpool(destination.idle.pop())
             if session.alive:
@@ -472,7 +386,7 @@ class SmtpDeliveryAgent:
             self._close(session)
         return None
 
-    def _release(self, destination: _Destination, session: _Session) -> None:
+    def _release(self, destination: _Destination, session: SmtpConnection) -> None:
         if not session.alive or self._closed or self._reuse <= 0:
             self._close(session)
             return
@@ -481,13 +395,13 @@ class SmtpDeliveryAgent:
         session.timer = loop.call_later(self._reuse, self._expire, destination, session)
         destination.idle.append(session)
 
-    def _expire(self, destination: _Destination, session: _Session) -> None:
+    def _expire(self, destination: _Destination, session: SmtpConnection) -> None:
         destination.idle.remove(session)
         self._close(session)
         self._forget(destination)
 
     @staticmethod
-    def _unpool(session: _Session) -> _Session:
+    def _unpool(session: SmtpConnection) -> SmtpConnection:
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
@@ -505,7 +419,7 @@ class SmtpDeliveryAgent:
             self._open -= 1
             await self._unpool(session).close()
 
-    def _close(self, session: _Session) -> None:
+    def _close(self, session: SmtpConnection) -> None:
         """Close in the background; its slot is free at once."""
         self._open -= 1
         task = asyncio.get_running_loop().create_task(session.close())
@@ -520,7 +434,11 @@ class SmtpDeliveryAgent:
     # --- the transaction -------------------------------------------------------------------
 
     async def _use(
-        self, destination: _Destination, session: _Session, message: _Message, recipients: list[str]
+        self,
+        destination: _Destination,
+        session: SmtpConnection,
+        message: _Message,
+        recipients: list[str],
     ) -> list[RecipientResult]:
         try:
             return await self._transaction(session, message, recipients)
@@ -529,7 +447,7 @@ class SmtpDeliveryAgent:
             self._release(destination, session)
 
     async def _transaction(
-        self, session: _Session, message: _Message, recipients: list[str]
+        self, session: SmtpConnection, message: _Message, recipients: list[str]
     ) -> list[RecipientResult]:
         results = {r: no for r in recipients if (no := self._refusal(session, message, r))}
         todo = [r for r in recipients if r not in results]
@@ -543,7 +461,9 @@ class SmtpDeliveryAgent:
                     await self._exchange(session, message, todo, source, results)
         return [results[r] for r in recipients]
 
-    def _refusal(self, session: _Session, message: _Message, rcpt: str) -> RecipientResult | None:
+    def _refusal(
+        self, session: SmtpConnection, message: _Message, rcpt: str
+    ) -> RecipientResult | None:
         """Why this recipient cannot be offered to this server at all, if it cannot."""
         limit = session.capabilities.size
         if limit is not None and message.size > limit:
@@ -558,7 +478,7 @@ class SmtpDeliveryAgent:
 
     async def _exchange(
         self,
-        session: _Session,
+        session: SmtpConnection,
         message: _Message,
         todo: list[str],
         source: BinaryIO,
@@ -624,7 +544,7 @@ class SmtpDeliveryAgent:
             for rcpt in todo:
                 results.setdefault(rcpt, RecipientResult(rcpt, Outcome.DEFERRED, "4.4.2", reason))
 
-    async def _send_body(self, session: _Session, source: BinaryIO) -> None:
+    async def _send_body(self, session: SmtpConnection, source: BinaryIO) -> None:
         """Stream the queued message through the encoder, a chunk at a time."""
         encoder = smtp.DataEncoder()
         octets = 0
@@ -655,7 +575,7 @@ class SmtpDeliveryAgent:
         if self._record is not None:
             self._record(qid, event, **fields)
 
-    def _flush(self, qid: str, session: _Session) -> None:
+    def _flush(self, qid: str, session: SmtpConnection) -> None:
         if session.transcript:
             self._note(qid, "transcript", **_peer(session), lines=session.transcript)
             session.transcript = []
@@ -673,7 +593,7 @@ def _tls_context(policy: str, ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
-def _answer(recipient: str, session: _Session, reply: Reply) -> RecipientResult:
+def _answer(recipient: str, session: SmtpConnection, reply: Reply) -> RecipientResult:
     """The outcome a server's reply means for one recipient, the reply kept verbatim."""
     text = smtp.describe(reply)
     if reply.code < 300:
@@ -691,11 +611,11 @@ def _unreadable(recipient: str, error: Exception) -> RecipientResult:
     )
 
 
-def _expiry(session: _Session) -> float:
+def _expiry(session: SmtpConnection) -> float:
     return session.timer.when() if session.timer is not None else 0.0
 
 
-def _peer(session: _Session) -> dict[str, Any]:
+def _peer(session: SmtpConnection) -> dict[str, Any]:
     return {"host": session.host, "address": session.address, "port": session.port}
 
 

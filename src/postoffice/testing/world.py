@@ -71,7 +71,7 @@ class LoopbackWorld:
                 submission_port=self.submission_port,
                 extra_config=(
                     f'[dns]\nnameservers = ["{self.dns.address}"]\n'
-                    f"[relay]\nport = {self.port}\n{extra_config}"
+                    f'[relay]\nport = {self.port}\nbind_address = "{address}"\n{extra_config}'
                 ),
             )
             server.cli("domain", "add", domain)

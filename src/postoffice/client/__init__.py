@@ -1,0 +1,1 @@
+"""The client side: SMTP connections shared by the relay agent and the user agent."""

@@ -1,0 +1,79 @@
+"""Hand a message to a mail server over SMTP, the user agent's step 2 (submission).
+
+A small, linear SMTP conversation on the shared `SmtpConnection`: greeting, EHLO, MAIL,
+RCPT for each recipient, DATA with the smuggling-safe encoder, QUIT. The transcript is kept
+so that `postoffice demo` (and later `postoffice send -v`) can show it. STARTTLS and AUTH
+arrive with the TLS/AUTH work.
+
+Standards: RFC 6409 (message submission), RFC 5321 §3.3 (mail transactions)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from postoffice.client.connection import SmtpConnection
+from postoffice.protocols.smtp import Reply
+from postoffice.protocols.smtp import client as smtp
+
+
+class SubmitError(Exception):
+    """The server refused the message; `reply` is its answer."""
+
+    def __init__(self, step: str, reply: Reply, transcript: list[str]):
+        super().__init__(f"{step} refused: {smtp.describe(reply)}")
+        self.reply = reply
+        self.transcript = transcript
+
+
+@dataclass(slots=True)
+class Submitted:
+    reply: Reply  # the server's 250 to the end of data (it names the queue id)
+    transcript: list[str] = field(default_factory=list)
+
+    @property
+    def queue_id(self) -> str:
+        """The last word of the final reply, as "queued as ID" servers write it."""
+        return self.reply.lines[-1].rsplit(" ", 1)[-1] if self.reply.lines else ""
+
+
+async def submit(
+    host: str,
+    port: int,
+    *,
+    helo: str,
+    sender: str,
+    recipients: list[str],
+    message: bytes,
+    timeout: float = 30.0,
+) -> Submitted:
+    """Send `message` from `sender` to `recipients`; raise SubmitError when refused."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+    conn = SmtpConnection(reader, writer, host, host, port, timeout)
+    try:
+        _expect("greeting", await conn.reply(), 220, conn)
+        hello = _expect("EHLO", await conn.command(smtp.ehlo(helo)), 250, conn)
+        conn.capabilities = smtp.Capabilities.from_ehlo(hello)
+        mail = smtp.mail_from(
+            sender, conn.capabilities, size=len(message), eight_bit=False, smtputf8=False
+        )
+        _expect("MAIL FROM", await conn.command(mail), 250, conn)
+        for rcpt in recipients:
+            _expect(f"RCPT TO:<{rcpt}>", await conn.command(smtp.rcpt_to(rcpt)), 250, conn)
+        _expect("DATA", await conn.command(smtp.DATA), 354, conn)
+        encoder = smtp.DataEncoder()
+        await conn.write(encoder.feed(message) + encoder.finish())
+        conn.transcript.append(f"C: <message, {len(message)} octets>")
+        conn.transcript.append("C: .")
+        final = _expect("message", await conn.reply(), 250, conn)
+        return Submitted(final, conn.transcript)
+    finally:
+        await conn.close()
+
+
+def _expect(step: str, reply: Reply, code: int, conn: SmtpConnection) -> Reply:
+    if reply.code != code:
+        raise SubmitError(step, reply, conn.transcript)
+    return reply
