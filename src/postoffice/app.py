@@ -27,6 +27,9 @@ from postoffice.delivery.smtp import SmtpDeliveryAgent
 from postoffice.dns import DnsError, DnsPythonResolver
 from postoffice.journal import Journal
 from postoffice.logs import EventLog
+from postoffice.policy.auth_backend import DirectoryAuthenticator
+from postoffice.policy.auth_guard import AuthGuard
+from postoffice.policy.limits import ClientLimits
 from postoffice.policy.recipients import RecipientPolicy
 from postoffice.queue.admin import control_handlers
 from postoffice.queue.backoff import Backoff
@@ -35,9 +38,11 @@ from postoffice.queue.cleanup import Cleanup
 from postoffice.queue.scheduler import Scheduler
 from postoffice.queue.spool import Spool
 from postoffice.servers.listener import ConnectionCounter, Listener
+from postoffice.servers.login import LoginGate
 from postoffice.servers.smtp import BUSY, SmtpContext, SmtpSession
 from postoffice.storage.directory import SqliteDirectory
 from postoffice.storage.maildir import MaildirStore
+from postoffice.tls import ServerTls, TlsError
 
 DEFAULT_DOMAIN = "localhost"
 
@@ -101,6 +106,22 @@ def check_writable(root: Path) -> None:
         if exc.errno == errno.ENOSPC:
             reason = "the disk is full"
         raise StartupError(f"{root}: the data dir is not writable: {reason}") from None
+
+
+def server_tls(config: Config) -> ServerTls:
+    """The server certificate: configured, or self-signed for `hostname` on first start."""
+
+    def path(value: str) -> Path | None:
+        if not value:
+            return None
+        return config.source.parent / value if config.source is not None else Path(value)
+
+    try:
+        return ServerTls(
+            path(config.tls.cert), path(config.tls.key), config.data_dir, config.hostname
+        )
+    except TlsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def remote_agent(config: Config, spool: Spool, journal: Journal) -> SmtpDeliveryAgent:
@@ -178,15 +199,45 @@ class Server:
             paths.control_socket, control_handlers(self.scheduler, self.spool, self.journal)
         )
         self.counter = ConnectionCounter()
+        self.tls = server_tls(config)
+        lim, auth = config.limits, config.auth
+        self.client_limits = ClientLimits(
+            self.clock,
+            max_per_ip=lim.max_connections_per_ip,
+            commands_per_minute=lim.commands_per_minute,
+            messages_per_minute=lim.messages_per_minute,
+            exempt=lim.exempt_networks,
+        )
+        guard = AuthGuard(
+            self.clock,
+            max_failures_per_ip=auth.max_failures_per_ip,
+            max_failures_per_account=auth.max_failures_per_account,
+            window=auth.window,
+            lockout=auth.lockout,
+            base_delay=auth.base_delay,
+            max_delay=auth.max_delay,
+        )
+        self.gate = LoginGate(DirectoryAuthenticator(self.directory), guard, self.clock)
         self.listeners: list[Listener] = []
         self._contexts: dict[str, SmtpContext] = {}
         self._scheduler_task: asyncio.Task[None] | None = None
         self._build_contexts(config)
 
     def _build_contexts(self, config: Config) -> None:
+        """What sessions share; rebuilt on SIGHUP (counters of limits and lockouts are kept)."""
         policy = RecipientPolicy(self.directory, list(config.smtp.relay_networks), DEFAULT_DOMAIN)
         for role in ("smtp", "submission"):
-            self._contexts[role] = SmtpContext(config, policy, self.cleanup, self.log, role)
+            self._contexts[role] = SmtpContext(
+                config,
+                policy,
+                self.cleanup,
+                self.log,
+                role,
+                tls=self.tls,
+                gate=self.gate,
+                client_limits=self.client_limits,
+                directory=self.directory,
+            )
 
     def _delivery_event(self, kind: str, entry: object, detail: dict[str, object]) -> None:
         qid = getattr(entry, "qid", None)
@@ -207,26 +258,36 @@ class Server:
                 "is another server running on this data dir?"
             ) from None
         bound: list[tuple[str, str]] = []
-        roles = (("smtp", self.config.smtp.listen), ("submission", self.config.submission.listen))
-        for role, addresses in roles:
+        conf = self.config
+        roles = (
+            ("smtp", "smtp", conf.smtp.listen, False),
+            ("submission", "submission", conf.submission.listen, False),
+            ("submissions", "submission", conf.submission.listen_tls, True),  # RFC 8314 §3.3
+        )
+        for name, role, addresses, implicit in roles:
             listener = Listener(
-                role,
+                name,
                 addresses,
-                lambda r, w, role=role: SmtpSession(lambda: self._contexts[role], r, w),
-                max_connections=self.config.limits.max_connections,
+                lambda r, w, tls, role=role: SmtpSession(
+                    lambda: self._contexts[role], r, w, tls=tls
+                ),
+                max_connections=conf.limits.max_connections,
                 busy_line=f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode(),
                 log=self.log,
                 counter=self.counter,
+                client_limits=self.client_limits,
+                tls=self.tls.context if implicit else None,
+                handshake_timeout=conf.limits.command_timeout,
             )
             try:
                 addrs = await listener.start()
             except OSError as exc:
                 await self.stop()
                 raise StartupError(
-                    f"cannot listen for {role} on {addresses}: {exc.strerror or exc}"
+                    f"cannot listen for {name} on {addresses}: {exc.strerror or exc}"
                 ) from None
             self.listeners.append(listener)
-            bound += [(role, a) for a in addrs]
+            bound += [(name, a) for a in addrs]
         return bound
 
     def reload(self) -> None:
@@ -240,6 +301,10 @@ class Server:
             self.log.warning("reload_failed", error=str(exc))
             return
         kept = ("listen addresses and data_dir need a restart",)
+        try:
+            self.tls.reload()  # new sessions get the new certificate; running ones keep theirs
+        except TlsError as exc:
+            self.log.warning("reload_failed", error=str(exc))
         self.config = new
         self.log.configure(new.log.format, new.log.level)
         self._build_contexts(new)  # limits, relay networks, hostname for new sessions
@@ -290,7 +355,11 @@ def _command_name() -> str:
 
 
 def _print_banner(config: Config, bound: list[tuple[str, str]]) -> None:
-    names = {"smtp": "SMTP (port 25 role)", "submission": "submission (RFC 6409)"}
+    names = {
+        "smtp": "SMTP (port 25 role)",
+        "submission": "submission, STARTTLS",
+        "submissions": "submission, implicit TLS",
+    }
     print(f"postoffice {config.hostname} — data in {config.data_dir}", flush=True)
     for role, addr in bound:
         print(f"  {names[role]:<24} listening on {addr}", flush=True)

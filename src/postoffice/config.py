@@ -33,7 +33,26 @@ class SmtpSection:
 
 @dataclass(frozen=True, slots=True)
 class SubmissionSection:
-    listen: tuple[str, ...] = ("127.0.0.1:2587",)
+    listen: tuple[str, ...] = ("127.0.0.1:2587",)  # STARTTLS (RFC 6409, port 587)
+    listen_tls: tuple[str, ...] = ("127.0.0.1:2465",)  # implicit TLS (RFC 8314, port 465)
+    allow_plaintext_loopback: bool = True  # AUTH without TLS, but only from loopback clients
+    received_identity: bool = False  # name the authenticated user in the Received: header
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSection:
+    cert: str = ""  # PEM certificate chain; empty: a self-signed one in <data_dir>/tls/
+    key: str = ""  # PEM private key, set together with cert
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSection:
+    max_failures_per_ip: int = 10  # failed AUTH within `window` before the IP is locked out
+    max_failures_per_account: int = 20
+    window: float = 900.0
+    lockout: float = 900.0
+    base_delay: float = 1.0  # delay before "535", doubling with each recent failure
+    max_delay: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +86,10 @@ class LimitsSection:
     max_connections: int = 500
     shutdown_grace: float = 30.0  # how long transactions in flight may finish at shutdown
     errors_per_session: int = 20  # protocol errors before 421
+    max_connections_per_ip: int = 50  # per IPv4 address or IPv6 /64
+    commands_per_minute: int = 3000  # per client address
+    messages_per_minute: int = 600  # per client address
+    exempt_networks: tuple[str, ...] = ()  # clients never rate limited
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +113,8 @@ class Config:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     smtp: SmtpSection = field(default_factory=SmtpSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    auth: AuthSection = field(default_factory=AuthSection)
     dns: DnsSection = field(default_factory=DnsSection)
     relay: RelaySection = field(default_factory=RelaySection)
     limits: LimitsSection = field(default_factory=LimitsSection)
@@ -237,13 +262,20 @@ def _check(config: Config, file: str) -> None:
             _hostport(text, file, (section, "listen"))
     for text in config.dns.nameservers:
         _hostport(text, file, ("dns", "nameservers"))
-    for net in config.smtp.relay_networks:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"{file}: [smtp] relay_networks: {net!r} is not a network like 10.0.0.0/8"
-            ) from None
+    networks = (
+        (("smtp", "relay_networks"), config.smtp.relay_networks),
+        (("limits", "exempt_networks"), config.limits.exempt_networks),
+    )
+    for key, nets in networks:
+        for net in nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{file}: {_label(key)}: {net!r} is not a network like 10.0.0.0/8"
+                ) from None
+    if bool(config.tls.cert) != bool(config.tls.key):
+        raise ConfigError(f"{file}: [tls] cert and key must be set together")
     if config.relay.smarthost:
         try:
             parse_hostport(config.relay.smarthost)

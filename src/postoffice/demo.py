@@ -26,13 +26,14 @@ from postoffice.testing.world import HOSTS, LoopbackWorld, zone_records
 
 ALICE = "alice@a.test"
 BOB = "bob@b.test"
+ALICE_PASSWORD = "demo-alice-pw"  # a throw-away account in a throw-away world
 Echo = Callable[[str], None]
 
 
 def run_demo(*, port25: bool, keep: Path | None, echo: Echo = click.echo) -> None:
     """Run the journey; raise RuntimeError with a one-line reason if a step does not happen."""
     root = keep or Path(tempfile.mkdtemp(prefix="postoffice-demo-"))
-    ports = {"port": 25, "submission_port": 587} if port25 else {}
+    ports = {"port": 25, "submission_port": 587, "submissions_port": 465} if port25 else {}
     world = LoopbackWorld(root, **ports)
     try:
         _journey(world, root, echo, keep is not None)
@@ -48,7 +49,7 @@ def run_demo(*, port25: bool, keep: Path | None, echo: Echo = click.echo) -> Non
 
 def _journey(world: LoopbackWorld, root: Path, echo: Echo, keep: bool) -> None:
     step = _stepper(echo)
-    world.a.cli("user", "add", ALICE, "--password-stdin", stdin="demo-alice-pw\n")
+    world.a.cli("user", "add", ALICE, "--password-stdin", stdin=ALICE_PASSWORD + "\n")
     world.b.cli("user", "add", BOB, "--password-stdin", stdin="demo-bob-pw\n")
     world.start()
     echo(click.style("postoffice demo — one message, from alice@a.test to bob@b.test\n", bold=True))
@@ -84,6 +85,7 @@ def _journey(world: LoopbackWorld, root: Path, echo: Echo, keep: bool) -> None:
             sender=ALICE,
             recipients=[BOB],
             message=message,
+            auth=(ALICE, ALICE_PASSWORD),
         )
     )
     _transcript(submitted.transcript, echo)

@@ -18,6 +18,7 @@ import pytest
 from postoffice.testing.server import ServerProcess
 from postoffice.testing.world import LoopbackWorld
 
+PASSWORDS = {"alice@a.test": "pw-alice-1"}
 FAST_QUEUE = "[queue]\nmin_backoff = 1\nmax_backoff = 2\nmax_lifetime = 6\n"
 
 
@@ -35,6 +36,7 @@ def send(server: ServerProcess, sender: str, rcpts: list[str], subject: str) -> 
     body = f"From: {sender}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@a.test>\r\n\r\nhi\r\n"
     with smtplib.SMTP(server.host, server.submission_port, timeout=10) as client:
         client.ehlo("ua.a.test")
+        client.login(sender, PASSWORDS[sender])
         client.mail(sender)
         for rcpt in rcpts:
             client.rcpt(rcpt)

@@ -8,8 +8,6 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
 
-import pytest
-
 from postoffice.testing.server import ServerProcess
 
 
@@ -183,8 +181,13 @@ def _read_reply(sock: socket.socket) -> bytes:
             return data
 
 
-@pytest.mark.parametrize("port_attr", ["smtp_port", "submission_port"])
-def test_both_listeners_accept_mail(server: ServerProcess, port_attr: str) -> None:
-    with smtplib.SMTP(server.host, getattr(server, port_attr), timeout=10) as client:
+def test_port_25_role_and_submission_accept_mail(server: ServerProcess) -> None:
+    with smtplib.SMTP(server.host, server.smtp_port, timeout=10) as client:
         client.sendmail("x@example.org", ["alice@localhost"], b"Subject: p\r\n\r\nhi\r\n")
-    server.wait_for_mail("alice@localhost")
+    with smtplib.SMTP(server.host, server.submission_port, timeout=10) as client:
+        client.ehlo("ua.example")
+        code, text = client.mail("alice@localhost")
+        assert (code, text[:5]) == (530, b"5.7.0")  # RFC 6409: authenticate first
+        client.login("alice@localhost", "secret-alice")
+        client.sendmail("alice@localhost", ["alice@localhost"], b"Subject: s\r\n\r\nhi\r\n")
+    server.wait_for_mail("alice@localhost", 2)

@@ -14,6 +14,16 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
+from postoffice.policy.auth_backend import DirectoryAuthenticator
+from postoffice.protocols.sasl import (
+    Challenge,
+    Failure,
+    ScramClient,
+    ScramCredentials,
+    Success,
+    plain_server,
+    scram_sha256_server,
+)
 from postoffice.storage.base import Alias, Resolution
 from postoffice.storage.directory import DirectoryError, SqliteDirectory
 
@@ -54,7 +64,7 @@ def test_file_is_created_private_in_wal_mode_with_a_schema_version(
     assert path.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert raw.execute("PRAGMA user_version").fetchone() == (1,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (2,)
     raw.close()
 
 
@@ -147,6 +157,7 @@ def test_users_only_on_local_domains(directory: SqliteDirectory) -> None:
 def test_the_database_holds_an_argon2id_hash_never_the_password(
     directory: SqliteDirectory, path: Path
 ) -> None:
+    directory.set_password("bob@a.test", "changed-secret")
     directory.close()
     raw = sqlite3.connect(path)
     (stored,) = raw.execute(
@@ -156,6 +167,7 @@ def test_the_database_holds_an_argon2id_hash_never_the_password(
     assert stored.startswith("$argon2id$")
     for file in path.parent.iterdir():
         assert b"alice-secret" not in file.read_bytes()
+        assert b"changed-secret" not in file.read_bytes()
 
 
 def test_verify_password(directory: SqliteDirectory) -> None:
@@ -220,6 +232,139 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(path: Path) -> None:
     finally:
         directory.close()
     assert 0.5 < unknown / wrong < 2.0
+
+
+# -- SCRAM-SHA-256 keys ------------------------------------------------------------
+
+# The schema as version 1 created it, for the migration test.
+SCHEMA_V1 = (
+    "CREATE TABLE domains (name TEXT PRIMARY KEY, created REAL NOT NULL)",
+    "CREATE TABLE users (address TEXT PRIMARY KEY,"
+    " domain TEXT NOT NULL REFERENCES domains(name),"
+    " password_hash TEXT NOT NULL, created REAL NOT NULL)",
+    "CREATE INDEX users_domain ON users(domain)",
+    "CREATE TABLE aliases (source TEXT NOT NULL, position INTEGER NOT NULL,"
+    " target TEXT NOT NULL, domain TEXT NOT NULL REFERENCES domains(name),"
+    " PRIMARY KEY (source, position))",
+    "CREATE INDEX aliases_domain ON aliases(domain)",
+)
+
+
+def keys_match(credentials: ScramCredentials | None, password: str) -> bool:
+    assert credentials is not None
+    derived = ScramCredentials.from_password(password, credentials.iterations, credentials.salt)
+    return derived == credentials
+
+
+def scram_login(directory: SqliteDirectory, username: str, password: str) -> object:
+    """A whole SCRAM-SHA-256 exchange against the directory; the server's last step."""
+    mechanism = scram_sha256_server(DirectoryAuthenticator(directory))
+    client = ScramClient(username, password)
+    server_first = mechanism.start(client.first())
+    assert isinstance(server_first, Challenge)
+    outcome = mechanism.respond(client.final(server_first.data))
+    if isinstance(outcome, Success):
+        assert outcome.final is not None
+        client.verify(outcome.final)
+    return outcome
+
+
+def test_an_old_database_is_migrated_and_keys_are_backfilled_at_login(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(path)
+    for statement in SCHEMA_V1:
+        raw.execute(statement)
+    raw.execute("INSERT INTO domains VALUES ('a.test', 0)")
+    old_hash = FAST.hash("alice-secret")
+    raw.execute("INSERT INTO users VALUES ('alice@a.test', 'a.test', ?, 0)", (old_hash,))
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+
+    directory = SqliteDirectory(path, hasher=FAST)
+    try:
+        assert directory.list_users()[0].address == "alice@a.test"
+        assert directory.scram_credentials("alice@a.test") is None
+        # No keys yet: SCRAM fails like a wrong password, PLAIN works and backfills them.
+        assert scram_login(directory, "alice@a.test", "alice-secret") == Failure(
+            "invalid credentials"
+        )
+        plain = plain_server(DirectoryAuthenticator(directory))
+        assert plain.start(b"\0Alice@a.test\0alice-secret") == Success("alice@a.test")
+        assert keys_match(directory.scram_credentials("alice@a.test"), "alice-secret")
+        assert isinstance(scram_login(directory, "alice@a.test", "alice-secret"), Success)
+    finally:
+        directory.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (2,)
+        (secret,) = raw.execute("SELECT value FROM secrets").fetchone()
+    raw.close()
+    assert len(secret) == 32
+
+
+def test_new_users_get_scram_keys_and_set_password_replaces_them(
+    directory: SqliteDirectory,
+) -> None:
+    before = directory.scram_credentials("ALICE@a.test")
+    assert keys_match(before, "alice-secret")
+    assert before is not None
+    assert (len(before.salt), before.iterations) == (16, 4096)
+    directory.set_password("alice@a.test", "new-secret")
+    after = directory.scram_credentials("alice@a.test")
+    assert keys_match(after, "new-secret")
+    assert after is not None
+    assert after.salt != before.salt
+    assert directory.scram_credentials("nobody@a.test") is None
+    assert directory.scram_credentials("not an address") is None
+
+
+def test_scram_logins_through_the_directory(directory: SqliteDirectory) -> None:
+    success = scram_login(directory, "Alice@A.test", "alice-secret")
+    assert isinstance(success, Success)
+    assert success.user == "alice@a.test"
+    assert scram_login(directory, "alice@a.test", "bob-secret") == Failure("invalid credentials")
+    assert scram_login(directory, "nobody@a.test", "x") == Failure("invalid credentials")
+
+
+def test_unknown_users_get_stable_decoy_keys_shaped_like_real_ones(
+    directory: SqliteDirectory, path: Path
+) -> None:
+    real = directory.scram_credentials("alice@a.test")
+    decoy = directory.scram_decoy("Nobody@a.test")
+    assert real is not None
+    assert (len(decoy.salt), decoy.iterations) == (len(real.salt), real.iterations)
+    assert directory.scram_decoy("nobody@a.test") == decoy
+    assert directory.scram_decoy("other@a.test").salt != decoy.salt
+    directory.close()
+    again = SqliteDirectory(path, hasher=FAST)
+    try:
+        assert again.scram_decoy("nobody@a.test") == decoy  # the secret is stored
+    finally:
+        again.close()
+
+
+def test_scram_iterations_are_configurable_but_not_below_4096(path: Path) -> None:
+    with refused("SCRAM needs at least 4096 iterations"):
+        SqliteDirectory(path, hasher=FAST, scram_iterations=4095)
+    directory = SqliteDirectory(path, hasher=FAST, scram_iterations=5000)
+    try:
+        directory.add_domain("a.test")
+        directory.add_user("alice@a.test", "alice-secret")
+        credentials = directory.scram_credentials("alice@a.test")
+        assert credentials is not None
+        assert credentials.iterations == 5000
+        assert directory.scram_decoy("nobody@a.test").iterations == 5000
+    finally:
+        directory.close()
+
+
+def test_a_password_saslprep_prohibits_is_refused(directory: SqliteDirectory) -> None:
+    with refused("password refused: it contains a character SASLprep prohibits") as info:
+        directory.add_user("carol@a.test", "bell\x07secret")
+    assert "secret" not in str(info.value)
+    with refused("password refused"):
+        directory.set_password("alice@a.test", "tab\tsecret")
+    assert directory.verify_password("alice@a.test", "alice-secret")
 
 
 # -- resolution ---------------------------------------------------------------

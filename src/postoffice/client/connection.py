@@ -17,6 +17,7 @@ import ssl
 
 from postoffice.protocols.smtp import Reply
 from postoffice.protocols.smtp import client as smtp
+from postoffice.streams import start_tls
 
 CHUNK = 256 * 1024  # octets read from the socket at a time
 CLOSE_TIMEOUT = 10.0  # at most this long for QUIT and the close after it
@@ -87,25 +88,19 @@ class SmtpConnection:
         reader, are discarded with them and can never pass for replies sent inside TLS.
         """
         dropped = self.parser.discard()
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            transport = await loop.start_tls(
-                self.writer.transport,
-                protocol,
+            reader, writer = await start_tls(
+                self.writer,
                 context,
+                server_side=False,
                 server_hostname=server_hostname,
-                ssl_handshake_timeout=self.timeout,
+                timeout=self.timeout,
             )
         except BaseException:
             self.broken = True
             raise
-        if transport is None:
-            self.broken = True
-            raise ConnectionResetError("connection closed during the TLS handshake")
         self.plaintext = self.writer  # kept: collected, it would close the socket under TLS
-        self.reader, self.writer = reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+        self.reader, self.writer = reader, writer
         self.tls = True
         return dropped
 

@@ -1,16 +1,18 @@
 """Hand a message to a mail server over SMTP, the user agent's step 2 (submission).
 
-A small, linear SMTP conversation on the shared `SmtpConnection`: greeting, EHLO, MAIL,
-RCPT for each recipient, DATA with the smuggling-safe encoder, QUIT. The transcript is kept
-so that `postoffice demo` (and later `postoffice send -v`) can show it. STARTTLS and AUTH
-arrive with the TLS/AUTH work.
+A small, linear SMTP conversation on the shared `SmtpConnection`: greeting, EHLO, STARTTLS
+when a TLS context is given (or TLS from the first byte, RFC 8314), AUTH PLAIN when
+credentials are given, MAIL, RCPT for each recipient, DATA with the smuggling-safe encoder,
+QUIT. The transcript is kept (secrets masked) so that `postoffice demo` and the user agent
+can show it.
 
-Standards: RFC 6409 (message submission), RFC 5321 §3.3 (mail transactions)
+Standards: RFC 6409 (message submission), RFC 5321 §3.3, RFC 3207, RFC 4954, RFC 8314
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 
 from postoffice.client.connection import SmtpConnection
@@ -46,16 +48,40 @@ async def submit(
     sender: str,
     recipients: list[str],
     message: bytes,
+    auth: tuple[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
     timeout: float = 30.0,
 ) -> Submitted:
-    """Send `message` from `sender` to `recipients`; raise SubmitError when refused."""
+    """Send `message` from `sender` to `recipients`; raise SubmitError when refused.
+
+    With `tls`, the session is encrypted: from the first byte when `implicit_tls`, else by
+    STARTTLS, which the server must then offer (never a silent fallback to plaintext).
+    """
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(
+            host,
+            port,
+            ssl=tls if implicit_tls else None,
+            server_hostname=host if implicit_tls else None,
+        )
     conn = SmtpConnection(reader, writer, host, host, port, timeout)
+    conn.tls = implicit_tls
     try:
         _expect("greeting", await conn.reply(), 220, conn)
-        hello = _expect("EHLO", await conn.command(smtp.ehlo(helo)), 250, conn)
-        conn.capabilities = smtp.Capabilities.from_ehlo(hello)
+        await _hello(conn, helo)
+        if tls is not None and not conn.tls:
+            if "STARTTLS" not in conn.capabilities:
+                raise SubmitError(
+                    "STARTTLS", Reply(502, "5.5.1", "STARTTLS not offered"), conn.transcript
+                )
+            _expect("STARTTLS", await conn.command(smtp.STARTTLS), 220, conn)
+            await conn.start_tls(tls, host)
+            await _hello(conn, helo)
+        if auth is not None:
+            for line, shown in smtp.auth_commands("PLAIN", *auth):
+                reply = await conn.command(line, shown=shown)
+            _expect("AUTH", reply, 235, conn)
         mail = smtp.mail_from(
             sender, conn.capabilities, size=len(message), eight_bit=False, smtputf8=False
         )
@@ -71,6 +97,11 @@ async def submit(
         return Submitted(final, conn.transcript)
     finally:
         await conn.close()
+
+
+async def _hello(conn: SmtpConnection, helo: str) -> None:
+    hello = _expect("EHLO", await conn.command(smtp.ehlo(helo)), 250, conn)
+    conn.capabilities = smtp.Capabilities.from_ehlo(hello)
 
 
 def _expect(step: str, reply: Reply, code: int, conn: SmtpConnection) -> Reply:

@@ -29,6 +29,7 @@ from postoffice.storage.base import Directory
 
 MAX_RECEIVED = 50  # RFC 5321 §6.3 suggests a limit of at least 100; Postfix uses 50
 _RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
+_DATE = re.compile(rb"^date:", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 LOOP = Reply(554, "5.4.6", "Too many Received: headers: mail loop")
@@ -52,6 +53,8 @@ class Origin:
     protocol: str = "ESMTP"  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA
     tls: str = ""  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
     auth: str = ""  # authenticated identity, never put in headers unless configured
+    auth_in_header: bool = False  # [submission] received_identity
+    submission: bool = False  # RFC 6409: complete Message-ID and Date when missing
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +101,9 @@ class Cleanup:
         trace = self.received_header(qid, recipients, origin, now)
         match = _MESSAGE_ID.search(headers)
         message_id = match.group(1).decode("utf-8", "replace").strip() if match else ""
+        if origin.submission:
+            added, message_id = self.completed_headers(headers, qid, message_id, now)
+            trace += added
         targets = await asyncio.to_thread(self.expand, recipients)
         try:
             entry = await asyncio.to_thread(
@@ -132,6 +138,18 @@ class Cleanup:
                     targets.append((final, original))
         return targets
 
+    def completed_headers(
+        self, headers: bytes, qid: str, message_id: str, now: float
+    ) -> tuple[bytes, str]:
+        """RFC 6409 §8.2-8.3: a submission server adds Message-ID and Date when missing."""
+        added = b""
+        if not message_id:
+            message_id = f"<{qid}.{int(now)}@{self.hostname}>"
+            added += f"Message-ID: {message_id}\r\n".encode()
+        if not _DATE.search(headers):
+            added += f"Date: {email.utils.formatdate(now, localtime=True)}\r\n".encode()
+        return added, message_id
+
     def received_header(
         self, qid: str, recipients: list[Address], origin: Origin, now: float
     ) -> bytes:
@@ -146,6 +164,8 @@ class Cleanup:
             lines = [f"Received: by {self.hostname} (postoffice) id {qid}"]
         if origin.tls:
             lines[-1] += f"\r\n\t(using {_clean(origin.tls)})"
+        if origin.auth and origin.auth_in_header:
+            lines[-1] += f"\r\n\t(authenticated as {_clean(origin.auth)})"
         date = email.utils.formatdate(now, localtime=True)
         if len(recipients) == 1:
             lines.append(f"\tfor <{recipients[0]}>; {date}")

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
 from postoffice.config import parse_hostport
 from postoffice.logs import EventLog
+from postoffice.policy.limits import ClientLimits
+from postoffice.streams import start_tls
+from postoffice.tls import describe
 
 
 class Session(Protocol):
     """What the listener needs from a protocol session."""
+
+    writer: asyncio.StreamWriter  # the current one (a TLS writer after STARTTLS)
 
     async def run(self) -> None: ...
     def request_stop(self) -> None:
@@ -30,7 +36,8 @@ class Session(Protocol):
         ...
 
 
-SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Session]
+# (reader, writer, tls) -> session; `tls` describes an implicit-TLS handshake, "" if none
+SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Session]
 
 
 class Listener:
@@ -46,6 +53,9 @@ class Listener:
         busy_line: bytes,
         log: EventLog,
         counter: ConnectionCounter,
+        client_limits: ClientLimits,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+        handshake_timeout: float = 60.0,
     ):
         self.name = name
         self.addresses = addresses
@@ -54,6 +64,9 @@ class Listener:
         self.busy_line = busy_line
         self.log = log
         self.counter = counter
+        self.client_limits = client_limits
+        self.tls = tls  # implicit TLS (RFC 8314): the handshake comes before any protocol
+        self.handshake_timeout = handshake_timeout
         self.sessions: dict[Session, asyncio.Task[None]] = {}
         self.servers: list[asyncio.Server] = []
 
@@ -68,27 +81,54 @@ class Listener:
         return bound
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) else ""
         if self.counter.total >= self.max_connections:
-            peer = writer.get_extra_info("peername")
-            self.log.warning("refused", listener=self.name, client=_peer(peer), reason="busy")
+            await self._refuse(writer, peer, "busy")
+            return
+        if not self.client_limits.connection_opened(ip):
+            await self._refuse(writer, peer, "too many connections from this address")
+            return
+        self.counter.total += 1
+        plaintext = writer
+        try:
+            described = ""
+            if self.tls is not None:
+                try:
+                    reader, writer = await start_tls(
+                        writer, self.tls(), server_side=True, timeout=self.handshake_timeout
+                    )
+                except (OSError, TimeoutError) as exc:
+                    self.log.event(
+                        "tls_failed",
+                        listener=self.name,
+                        client=_peer(peer),
+                        error=str(exc) or repr(exc),
+                    )
+                    return
+                described = describe(writer.get_extra_info("ssl_object"))
+            session = self.factory(reader, writer, described)
+            task = asyncio.current_task()
+            assert task is not None
+            self.sessions[session] = task
+            try:
+                await session.run()
+            finally:
+                self.sessions.pop(session, None)
+                await _close(session.writer)
+        finally:
+            self.counter.total -= 1
+            self.client_limits.connection_closed(ip)
+            await _close(plaintext)
+
+    async def _refuse(self, writer: asyncio.StreamWriter, peer: object, reason: str) -> None:
+        """Say the protocol's "busy" line in plaintext and hang up."""
+        self.log.warning("refused", listener=self.name, client=_peer(peer), reason=reason)
+        if self.tls is None:
             with contextlib.suppress(OSError):
                 writer.write(self.busy_line)
                 await writer.drain()
-            writer.close()
-            return
-        session = self.factory(reader, writer)
-        task = asyncio.current_task()
-        assert task is not None
-        self.sessions[session] = task
-        self.counter.total += 1
-        try:
-            await session.run()
-        finally:
-            self.counter.total -= 1
-            self.sessions.pop(session, None)
-            writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+        await _close(writer)
 
     def stop_accepting(self) -> None:
         for server in self.servers:
@@ -115,6 +155,12 @@ class ConnectionCounter:
 
     def __init__(self) -> None:
         self.total = 0
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, asyncio.CancelledError, ssl.SSLError):
+        await writer.wait_closed()
 
 
 async def _wait_tasks(tasks: list[asyncio.Task[None]], timeout: float) -> None:

@@ -5,15 +5,22 @@ Parsing, framing, dot-unstuffing and state live in the sans-I/O core
 `queue/cleanup`. This module only reads, writes, times out and dispatches each
 event to a handler through an explicit table.
 
+STARTTLS switches the streams in place through `streams.start_tls`, so plaintext
+pipelined after the command is never read inside TLS; AUTH runs the shared SASL
+exchange through the `LoginGate` (lockouts, growing delays). The submission role
+requires AUTH before MAIL and a sender the user owns (RFC 6409 §4.3, §6.1).
+
 Standards: RFC 5321 (SMTP), RFC 6409 (submission port), RFC 2920
 (PIPELINING: replies are flushed when the input is drained), RFC 1870, 6152,
-6531, 2034, 3030 (advertised in EHLO), RFC 5321 §4.5.3.2 (timeouts).
+6531, 2034, 3030 (advertised in EHLO), RFC 3207 (STARTTLS), RFC 4954 (AUTH),
+RFC 3848 (ESMTPSA), RFC 5321 §4.5.3.2 (timeouts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +28,9 @@ from dataclasses import dataclass
 from postoffice.config import Config
 from postoffice.logs import EventLog
 from postoffice.mail.address import Address
+from postoffice.policy.limits import ClientLimits
 from postoffice.policy.recipients import RecipientPolicy
+from postoffice.protocols import sasl
 from postoffice.protocols.smtp import (
     NEED_DATA,
     PAUSED,
@@ -32,12 +41,32 @@ from postoffice.protocols.smtp import (
     events,
 )
 from postoffice.queue.cleanup import Cleanup, Origin, Refused
+from postoffice.servers.login import Login, LoginGate
+from postoffice.storage.base import Directory
+from postoffice.streams import start_tls
+from postoffice.tls import ServerTls, describe
 
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing connection")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 BUSY = Reply(421, "4.7.0", "Too many connections, try again later")
 TEMP_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
+TOO_FAST = Reply(421, "4.7.0", "Too many commands, slow down and try again later")
+TOO_MANY_MESSAGES = Reply(450, "4.7.1", "Too many messages, slow down and try again later")
+READY_FOR_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+ALREADY_TLS = Reply(503, "5.5.1", "TLS already active")
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed logins, try again later")
+AUTH_LOCKED_BYE = Reply(421, "4.7.0", "Too many failed logins, closing connection")
+AUTH_TWICE = Reply(503, "5.5.1", "Already authenticated")
+AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+AUTH_UNKNOWN = Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+AUTH_MALFORMED = Reply(501, "5.5.2", "Cannot decode the response")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+NOT_YOURS = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
+LOCKED_STRIKES = 3  # AUTH attempts while locked out before the 421
 
 # States in which a client is between transactions: shutdown may say goodbye there.
 _IDLE_STATES = frozenset({State.CONNECTED, State.GREETED, State.CLOSED})
@@ -53,6 +82,14 @@ class SmtpContext:
     cleanup: Cleanup
     log: EventLog
     role: str  # "smtp" (port 25) or "submission" (RFC 6409)
+    tls: ServerTls
+    gate: LoginGate
+    client_limits: ClientLimits
+    directory: Directory
+
+    @property
+    def submission(self) -> bool:
+        return self.role == "submission"
 
     @property
     def limits(self) -> Limits:
@@ -64,8 +101,8 @@ class SmtpContext:
             recipients=lim.recipients,
         )
 
-    def ehlo_lines(self) -> tuple[str, ...]:
-        return (
+    def ehlo_lines(self, *, tls: bool, auth: tuple[str, ...]) -> tuple[str, ...]:
+        lines = [
             f"{self.config.hostname} Hello",
             "PIPELINING",
             f"SIZE {self.config.limits.message_size}",
@@ -73,7 +110,12 @@ class SmtpContext:
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
             "CHUNKING",
-        )
+        ]
+        if not tls:
+            lines.append("STARTTLS")  # RFC 3207 §4: not offered again once active
+        if auth:
+            lines.append("AUTH " + " ".join(auth))  # RFC 4954 §3
+        return tuple(lines)
 
 
 class SmtpSession:
@@ -84,14 +126,23 @@ class SmtpSession:
         context: Callable[[], SmtpContext],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
+        tls: str = "",
     ):
         self.ctx = context()
         self.reader = reader
         self.writer = writer
+        self.plaintext: asyncio.StreamWriter | None = None  # kept alive under TLS
+        self.tls = tls  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" once encrypted
+        self.user = ""  # the authenticated user
+        self.login: Login | None = None  # an AUTH exchange in progress
+        self.locked_strikes = 0
+        self.after_reply: Callable[[], Awaitable[None]] | None = None
         self.conn = ServerConnection(limits=self.ctx.limits)
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.client_ip = str(peer[0])
         self.client = f"{peer[0]}:{peer[1]}"
+        self.loopback = ipaddress.ip_address(self.client_ip.split("%")[0]).is_loopback
         self.helo = ""
         self.sender: Address | None = None
         self.recipients: list[Address] = []
@@ -113,9 +164,9 @@ class SmtpSession:
             events.Vrfy: self.on_vrfy,  # type: ignore[dict-item]
             events.Expn: self.on_not_offered,  # type: ignore[dict-item]
             events.Help: self.on_help,  # type: ignore[dict-item]
-            events.StartTls: self.on_not_offered,  # type: ignore[dict-item]
-            events.Auth: self.on_not_offered,  # type: ignore[dict-item]
-            events.AuthData: self.on_not_offered,  # type: ignore[dict-item]
+            events.StartTls: self.on_starttls,  # type: ignore[dict-item]
+            events.Auth: self.on_auth,  # type: ignore[dict-item]
+            events.AuthData: self.on_auth_data,  # type: ignore[dict-item]
             events.CommandError: self.on_error,  # type: ignore[dict-item]
         }
 
@@ -157,9 +208,16 @@ class SmtpSession:
                 raise RuntimeError("SMTP core paused with no reply pending")
             if isinstance(event, events.ConnectionClosed):
                 return
+            if not self.ctx.client_limits.command(self.client_ip):
+                self.ctx.log.event("rate_limited", client=self.client, what="commands")
+                await self.goodbye(TOO_FAST)
+                return
             handler = self.handlers[type(event)]
             reply = await handler(event)
             self.writer.write(conn.send(reply))
+            if self.after_reply is not None:
+                action, self.after_reply = self.after_reply, None
+                await action()
             if self.stopping and self.between_transactions and not conn.closed:
                 self.writer.write(conn.send(SHUTTING_DOWN))
         await self.writer.drain()
@@ -222,18 +280,109 @@ class SmtpSession:
         self.reset()
         self.helo = event.domain
         if event.extended:
-            return Reply(250, None, self.ctx.ehlo_lines())
+            auth = () if self.user or not self.auth_allowed else sasl.mechanism_names()
+            return Reply(250, None, self.ctx.ehlo_lines(tls=bool(self.tls), auth=auth))
         return Reply(250, None, f"{self.ctx.config.hostname} Hello")
+
+    @property
+    def auth_allowed(self) -> bool:
+        """RFC 4954 §4: AUTH only under TLS, or from loopback when the config allows it."""
+        return bool(self.tls) or (
+            self.loopback and self.ctx.config.submission.allow_plaintext_loopback
+        )
+
+    # -- STARTTLS (RFC 3207) and AUTH (RFC 4954) ---------------------------------------------
+
+    async def on_starttls(self, event: events.StartTls) -> Reply:
+        if self.tls:
+            return ALREADY_TLS
+        self.after_reply = self.upgrade
+        return READY_FOR_TLS
+
+    async def upgrade(self) -> None:
+        """After the 220: drop buffered plaintext, handshake, start the session over."""
+        await self.writer.drain()
+        dropped = self.conn.start_tls()  # RFC 3207 §4.2: nothing sent before counts
+        timeout = self.ctx.config.limits.command_timeout
+        try:
+            reader, writer = await start_tls(
+                self.writer, self.ctx.tls.context(), server_side=True, timeout=timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            self.ctx.log.event("tls_failed", client=self.client, error=str(exc) or repr(exc))
+            raise ConnectionResetError("TLS handshake failed") from None
+        self.plaintext, self.reader, self.writer = self.writer, reader, writer
+        self.tls = describe(writer.get_extra_info("ssl_object"))
+        self.helo, self.user = "", ""
+        self.reset()
+        self.ctx.log.event("starttls", client=self.client, tls=self.tls, discarded=dropped or None)
+
+    async def on_auth(self, event: events.Auth) -> Reply:
+        if self.user:
+            return AUTH_TWICE
+        if not self.auth_allowed:
+            return AUTH_NEEDS_TLS
+        if self.ctx.gate.ip_locked(self.client_ip):
+            return self.locked_out()
+        login = self.ctx.gate.begin(self.client_ip, event.mechanism)
+        if login is None:
+            return AUTH_UNKNOWN
+        self.login = login
+        return await self.auth_step(login.start(event.initial_response))
+
+    async def on_auth_data(self, event: events.AuthData) -> Reply:
+        if self.login is None:  # the core only sends AuthData after our 334
+            return AUTH_CANCELLED
+        return await self.auth_step(self.login.respond(event.line))
+
+    async def auth_step(self, step: sasl.Step) -> Reply:
+        login = self.login
+        assert login is not None
+        if isinstance(step, sasl.Challenge):
+            return Reply(334, None, sasl.encode_b64(step.data))
+        self.login = None
+        if isinstance(step, sasl.Success):
+            login.succeeded(step.user)
+            self.user = step.user
+            self.ctx.log.event("auth", client=self.client, user=step.user)
+            return AUTH_OK
+        if step.kind is sasl.FailureKind.CANCELLED:
+            return AUTH_CANCELLED
+        if step.kind is sasl.FailureKind.MALFORMED:
+            return AUTH_MALFORMED
+        await login.failed()
+        self.ctx.log.event("auth_failed", client=self.client, reason=step.reason)
+        if login.locked:
+            return self.locked_out()
+        return AUTH_FAILED
+
+    def locked_out(self) -> Reply:
+        self.locked_strikes += 1
+        self.ctx.log.event("auth_locked", client=self.client, strikes=self.locked_strikes)
+        return AUTH_LOCKED_BYE if self.locked_strikes >= LOCKED_STRIKES else AUTH_LOCKED
 
     async def on_mail(self, event: events.MailFrom) -> Reply:
         self.reset()
+        if self.ctx.submission:
+            if not self.user:  # RFC 6409 §4.3: submission needs an authenticated user
+                return AUTH_REQUIRED
+            if event.sender is not None and not self.ctx.directory.owns(
+                self.user, str(event.sender)
+            ):
+                self.ctx.log.event(
+                    "reject", client=self.client, user=self.user, sender=_addr(event.sender)
+                )
+                return NOT_YOURS
+        if not self.ctx.client_limits.message(self.client_ip):
+            self.ctx.log.event("rate_limited", client=self.client, what="messages")
+            return TOO_MANY_MESSAGES
         self.sender = event.sender
         return Reply(250, "2.1.0", "Ok")
 
     async def on_rcpt(self, event: events.RcptTo) -> Reply:
         policy = self.ctx.policy
         rcpt = policy.normalize(event.recipient)
-        verdict = policy.check(rcpt, self.client_ip)
+        verdict = policy.check(rcpt, self.client_ip, authenticated=bool(self.user))
         if verdict.accepted:
             self.recipients.append(rcpt)
         else:
@@ -253,10 +402,17 @@ class SmtpSession:
         return Reply(250, "2.0.0", f"{event.size} octets received")
 
     async def on_end_of_data(self, event: events.EndOfData) -> Reply:
+        # RFC 3848: ESMTP, then S for TLS and A for AUTH (ESMTPSA)
+        protocol = ("ESMTP" if self.conn.extended else "SMTP") + ("S" if self.tls else "")
+        protocol += "A" if self.user else ""
         origin = Origin(
             client_ip=self.client_ip,
             helo=self.helo,
-            protocol="ESMTP" if self.conn.extended else "SMTP",
+            protocol=protocol,
+            tls=self.tls,
+            auth=self.user,
+            auth_in_header=self.ctx.config.submission.received_identity,
+            submission=self.ctx.submission,
         )
         sender, recipients = self.sender, self.recipients
         self.reset()
@@ -277,6 +433,8 @@ class SmtpSession:
             client=self.client,
             helo=self.helo or None,
             protocol=origin.protocol,
+            tls=self.tls or None,
+            auth=self.user or None,
             sender=_addr(sender),
             rcpt=[str(r) for r in recipients],
             size=entry.size,
@@ -300,7 +458,9 @@ class SmtpSession:
 
     async def on_help(self, event: events.Help) -> Reply:
         return Reply(
-            214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"
+            214,
+            "2.0.0",
+            "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
         )
 
     async def on_not_offered(self, event: object) -> Reply:

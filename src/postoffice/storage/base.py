@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
+from postoffice.protocols.sasl import ScramCredentials
+
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _USER = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
@@ -81,6 +83,14 @@ class Directory(Protocol):
         ...
 
     def verify_password(self, address: str, password: str) -> bool: ...
+    def scram_credentials(self, address: str) -> ScramCredentials | None:
+        """The user's SCRAM-SHA-256 keys; None for unknown users and users without keys."""
+        ...
+
+    def scram_decoy(self, address: str) -> ScramCredentials:
+        """Keys shown for an address without any: stable, shaped like real ones, no password."""
+        ...
+
     def owns(self, user_address: str, mail_from: str) -> bool:
         """Whether `user_address` may send as `mail_from` (itself, a subaddress, an alias)."""
         ...

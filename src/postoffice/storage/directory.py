@@ -12,11 +12,19 @@ alias `@domain`; alias targets are expanded again while they are local, at most
 argon2 verification whether or not the user exists (against a dummy hash), so
 its timing does not reveal which addresses are users.
 
-Standards: RFC 5321 §4.5.1 (postmaster), RFC 5233 (subaddress), RFC 9106 (argon2id).
+Setting a password also stores SCRAM-SHA-256 keys (salt, iteration count, StoredKey,
+ServerKey; schema version 2), never the password. Users from before version 2 have no keys:
+SCRAM fails for them like a wrong password until a PLAIN or LOGIN login, which proves the
+password and backfills the keys. Unknown addresses get decoy keys derived from a random
+secret created with the schema (SQLite's `randomblob`), so they stay the same across restarts.
+
+Standards: RFC 5321 §4.5.1 (postmaster), RFC 5233 (subaddress), RFC 9106 (argon2id),
+RFC 5802 §3 + RFC 7677 (SCRAM stored keys).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -27,6 +35,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from postoffice.protocols.sasl import MIN_ITERATIONS, SaslError, ScramCredentials
 from postoffice.storage.base import (
     Alias,
     DirectoryError,
@@ -60,6 +69,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " PRIMARY KEY (source, position))",
         "CREATE INDEX aliases_domain ON aliases(domain)",
     ),
+    (  # RFC 5802 §3: SCRAM-SHA-256 stored keys; NULL until the password is next proven
+        "ALTER TABLE users ADD COLUMN scram_salt BLOB",
+        "ALTER TABLE users ADD COLUMN scram_iterations INTEGER",
+        "ALTER TABLE users ADD COLUMN scram_stored_key BLOB",
+        "ALTER TABLE users ADD COLUMN scram_server_key BLOB",
+        "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        "INSERT INTO secrets (name, value) VALUES ('scram-decoy', randomblob(32))",
+    ),
+)
+
+_SET_CREDENTIALS = (
+    "UPDATE users SET password_hash = ?, scram_salt = ?, scram_iterations = ?,"
+    " scram_stored_key = ?, scram_server_key = ? WHERE address = ?"
 )
 
 
@@ -79,14 +101,30 @@ def _alias_target(target: str) -> str:
 
 
 class SqliteDirectory:
-    """`Directory` backed by one SQLite file; `hasher` is injectable (cheap ones for tests)."""
+    """`Directory` backed by one SQLite file; `hasher` is injectable (cheap ones for tests).
 
-    def __init__(self, path: Path, *, hasher: PasswordHasher | None = None) -> None:
+    `scram_iterations` applies to passwords set from now on (RFC 7677 §4: at least 4096).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        hasher: PasswordHasher | None = None,
+        scram_iterations: int = MIN_ITERATIONS,
+    ) -> None:
+        if scram_iterations < MIN_ITERATIONS:
+            raise DirectoryError(f"SCRAM needs at least {MIN_ITERATIONS} iterations")
         self._hasher = hasher or PasswordHasher()
+        self._scram_iterations = scram_iterations
         # Verified against when the user does not exist, so both paths cost one verification.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = SqliteFile(path, _MIGRATIONS, synchronous="FULL")
+        with self._file.transaction() as db:
+            (self._decoy_secret,) = db.execute(
+                "SELECT value FROM secrets WHERE name = 'scram-decoy'"
+            ).fetchone()
 
     def close(self) -> None:
         self._file.close()
@@ -186,7 +224,8 @@ class SqliteDirectory:
         if user:
             with self._file.transaction() as db:
                 row = db.execute(
-                    "SELECT password_hash FROM users WHERE address = ?", (user,)
+                    "SELECT password_hash, scram_salt IS NULL FROM users WHERE address = ?",
+                    (user,),
                 ).fetchone()
         stored = self._dummy_hash if row is None else row[0]
         try:
@@ -195,13 +234,31 @@ class SqliteDirectory:
             return False
         if row is None:
             return False
-        if self._hasher.check_needs_rehash(stored):
-            with self._file.transaction(write=True) as db:
-                db.execute(
-                    "UPDATE users SET password_hash = ? WHERE address = ? AND password_hash = ?",
-                    (self._hasher.hash(password), user, stored),
-                )
+        if row[1] or self._hasher.check_needs_rehash(stored):
+            # Upgrade the hash, backfill SCRAM keys; a password SASLprep refuses stays as is.
+            with contextlib.suppress(DirectoryError):
+                credentials = self._credentials(password)
+                with self._file.transaction(write=True) as db:
+                    db.execute(
+                        _SET_CREDENTIALS + " AND password_hash = ?", (*credentials, user, stored)
+                    )
         return True
+
+    def scram_credentials(self, address: str) -> ScramCredentials | None:
+        try:
+            user = normalize_user(address)
+        except DirectoryError:
+            return None
+        with self._file.transaction() as db:
+            row = db.execute(
+                "SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key"
+                " FROM users WHERE address = ?",
+                (user,),
+            ).fetchone()
+        return None if row is None or row[0] is None else ScramCredentials(*row)
+
+    def scram_decoy(self, address: str) -> ScramCredentials:
+        return ScramCredentials.decoy(self._decoy_secret, address.lower(), self._scram_iterations)
 
     # -- domains -------------------------------------------------------------
 
@@ -232,14 +289,20 @@ class SqliteDirectory:
 
     # -- users ---------------------------------------------------------------
 
-    def _hash(self, password: str) -> str:
+    def _credentials(self, password: str) -> tuple[str, bytes, int, bytes, bytes]:
+        """The argon2id hash and the SCRAM keys, in `_SET_CREDENTIALS` column order."""
         if not password:
             raise DirectoryError("password must not be empty")
-        return self._hasher.hash(password)
+        try:
+            scram = ScramCredentials.from_password(password, self._scram_iterations)
+        except SaslError as error:  # RFC 4013 §2.3: the message never quotes the password
+            raise DirectoryError(f"password refused: it {error}") from None
+        password_hash = self._hasher.hash(password)
+        return password_hash, scram.salt, scram.iterations, scram.stored_key, scram.server_key
 
     def add_user(self, address: str, password: str) -> None:
         user = normalize_user(address)
-        password_hash = self._hash(password)
+        credentials = self._credentials(password)
         domain = user.partition("@")[2]
         with self._file.transaction(write=True) as db:
             self._require_domain(db, domain)
@@ -248,8 +311,10 @@ class SqliteDirectory:
             if self._has(db, "aliases", "source", user):
                 raise DirectoryError(f"{user} is already an alias")
             db.execute(
-                "INSERT INTO users (address, domain, password_hash, created) VALUES (?, ?, ?, ?)",
-                (user, domain, password_hash, time.time()),
+                "INSERT INTO users (address, domain, created, password_hash, scram_salt,"
+                " scram_iterations, scram_stored_key, scram_server_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (user, domain, time.time(), *credentials),
             )
 
     def remove_user(self, address: str) -> None:
@@ -260,12 +325,9 @@ class SqliteDirectory:
 
     def set_password(self, address: str, password: str) -> None:
         user = normalize_user(address)
-        password_hash = self._hash(password)
+        credentials = self._credentials(password)
         with self._file.transaction(write=True) as db:
-            updated = db.execute(
-                "UPDATE users SET password_hash = ? WHERE address = ?", (password_hash, user)
-            ).rowcount
-            if not updated:
+            if not db.execute(_SET_CREDENTIALS, (*credentials, user)).rowcount:
                 raise DirectoryError(f"user {user} does not exist")
 
     def list_users(self, domain: str | None = None) -> list[User]:

@@ -35,12 +35,14 @@ class ServerProcess:
         hostname: str = "mx.test",
         smtp_port: int | None = None,
         submission_port: int | None = None,
+        submissions_port: int | None = None,
     ):
         self.data_dir = data_dir
         self.host = host
         self.hostname = hostname
         self.smtp_port = smtp_port or free_port(host)
         self.submission_port = submission_port or free_port(host)
+        self.submissions_port = submissions_port or free_port(host)  # implicit TLS
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -57,6 +59,7 @@ class ServerProcess:
             f"{self.extra_config}\n{dns}"
             f'[smtp]\nlisten = ["{self.host}:{self.smtp_port}"]\n'
             f'[submission]\nlisten = ["{self.host}:{self.submission_port}"]\n'
+            f'listen_tls = ["{self.host}:{self.submissions_port}"]\n'
             f"[limits]\nshutdown_grace = 5\n",
             "utf-8",
         )

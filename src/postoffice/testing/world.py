@@ -54,11 +54,13 @@ class LoopbackWorld:
         *,
         port: int | None = None,
         submission_port: int | None = None,
+        submissions_port: int | None = None,
         extra_config: str = "",
     ):
         addresses = list(HOSTS.values())
         self.port = port or common_free_port(addresses)
         self.submission_port = submission_port or common_free_port(addresses)
+        self.submissions_port = submissions_port or common_free_port(addresses)
         self.dns = DnsServer(zone_records())
         self.dns.start()
         self.servers: dict[str, ServerProcess] = {}
@@ -69,6 +71,7 @@ class LoopbackWorld:
                 hostname=f"mx.{domain}",
                 smtp_port=self.port,
                 submission_port=self.submission_port,
+                submissions_port=self.submissions_port,
                 extra_config=(
                     f'[dns]\nnameservers = ["{self.dns.address}"]\n'
                     f'[relay]\nport = {self.port}\nbind_address = "{address}"\n{extra_config}'

@@ -1,0 +1,44 @@
+"""Switching an asyncio stream pair to TLS in place, without carrying plaintext across.
+
+STARTTLS (SMTP, POP3 STLS, IMAP STARTTLS) and implicit-TLS listeners all need the same
+move: hand the transport to `loop.start_tls` and continue on a brand-new reader. Bytes that
+arrived in plaintext after the command are left behind in the old reader and can never be
+read as if they came through TLS (CVE-2011-0411, "NO STARTTLS"). The old writer is returned
+too: the caller keeps a reference, because a collected StreamWriter closes its transport.
+
+Standards: RFC 3207 §4.2, RFC 2595 §4, RFC 8314 §3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+
+async def start_tls(
+    writer: asyncio.StreamWriter,
+    context: ssl.SSLContext,
+    *,
+    server_side: bool,
+    server_hostname: str | None = None,
+    timeout: float = 60.0,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Run the handshake on `writer`'s transport; return fresh (reader, writer) over TLS.
+
+    Raises OSError (ssl.SSLError included) or TimeoutError when the handshake fails, and
+    ConnectionResetError when the peer went away during it.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 16)
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport = await loop.start_tls(
+        writer.transport,
+        protocol,
+        context,
+        server_side=server_side,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=timeout,
+    )
+    if transport is None:
+        raise ConnectionResetError("connection closed during the TLS handshake")
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
