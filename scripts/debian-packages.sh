@@ -1,17 +1,23 @@
 #!/bin/sh
-# Install the Debian packages the interop tests drive, only where a tool is missing.
+# Install the Debian packages the interop tests drive, only where something is missing.
 # As root it uses apt-get; otherwise it names the packages to install and carries on
 # (the tests then skip with a reason, or fail under CI=true).
 set -eu
-# tool:package pairs; a tool in /usr/sbin is named by its absolute path, since PATH may
-# lack /usr/sbin. postfix also brings smtp-source and smtp-sink (the benchmark's tools).
-NEEDED="swaks:swaks /usr/sbin/postfix:postfix"
 missing=""
-for pair in $NEEDED; do
-    tool=${pair%%:*}
-    pkg=${pair#*:}
-    command -v "$tool" >/dev/null 2>&1 || missing="$missing $pkg"
-done
+# need PACKAGE CHECK...: PACKAGE is missing unless the command CHECK... succeeds.
+need() {
+    pkg=$1
+    shift
+    "$@" >/dev/null 2>&1 || missing="$missing $pkg"
+}
+# A tool in /usr/sbin is named by its absolute path, since PATH may lack /usr/sbin.
+# postfix also brings smtp-source and smtp-sink (the benchmark's tools).
+need swaks command -v swaks
+need postfix command -v /usr/sbin/postfix
+need curl command -v curl
+# swaks --tls / --tlsc load these Perl modules only when asked to, so check them apart.
+need libnet-ssleay-perl perl -MNet::SSLeay -e1
+need libio-socket-ssl-perl perl -MIO::Socket::SSL -e1
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$missing"

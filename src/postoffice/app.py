@@ -37,8 +37,10 @@ from postoffice.queue.bounce import Bouncer
 from postoffice.queue.cleanup import Cleanup
 from postoffice.queue.scheduler import Scheduler
 from postoffice.queue.spool import Spool
-from postoffice.servers.listener import ConnectionCounter, Listener
+from postoffice.servers.listener import ConnectionCounter, Listener, SessionFactory
 from postoffice.servers.login import LoginGate
+from postoffice.servers.pop3 import BUSY as POP3_BUSY
+from postoffice.servers.pop3 import Pop3Context, Pop3Session
 from postoffice.servers.smtp import BUSY, SmtpContext, SmtpSession
 from postoffice.storage.directory import SqliteDirectory
 from postoffice.storage.maildir import MaildirStore
@@ -225,6 +227,9 @@ class Server:
 
     def _build_contexts(self, config: Config) -> None:
         """What sessions share; rebuilt on SIGHUP (counters of limits and lockouts are kept)."""
+        self._pop3 = Pop3Context(
+            config, self.store, self.gate, self.tls, self.client_limits, self.log
+        )
         policy = RecipientPolicy(self.directory, list(config.smtp.relay_networks), DEFAULT_DOMAIN)
         for role in ("smtp", "submission"):
             self._contexts[role] = SmtpContext(
@@ -263,16 +268,18 @@ class Server:
             ("smtp", "smtp", conf.smtp.listen, False),
             ("submission", "submission", conf.submission.listen, False),
             ("submissions", "submission", conf.submission.listen_tls, True),  # RFC 8314 §3.3
+            ("pop3", "pop3", conf.pop3.listen, False),
+            ("pop3s", "pop3", conf.pop3.listen_tls, True),
         )
+        pop3_busy = f"-ERR [{POP3_BUSY.code}] {POP3_BUSY.text}\r\n".encode()
+        smtp_busy = f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode()
         for name, role, addresses, implicit in roles:
             listener = Listener(
                 name,
                 addresses,
-                lambda r, w, tls, role=role: SmtpSession(
-                    lambda: self._contexts[role], r, w, tls=tls
-                ),
+                self._session_factory(role),
                 max_connections=conf.limits.max_connections,
-                busy_line=f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode(),
+                busy_line=pop3_busy if role == "pop3" else smtp_busy,
                 log=self.log,
                 counter=self.counter,
                 client_limits=self.client_limits,
@@ -289,6 +296,12 @@ class Server:
             self.listeners.append(listener)
             bound += [(name, a) for a in addrs]
         return bound
+
+    def _session_factory(self, role: str) -> SessionFactory:
+        """Sessions read their context through a lambda, so SIGHUP reaches new sessions."""
+        if role == "pop3":
+            return lambda r, w, tls: Pop3Session(lambda: self._pop3, r, w, tls=tls)
+        return lambda r, w, tls: SmtpSession(lambda: self._contexts[role], r, w, tls=tls)
 
     def reload(self) -> None:
         """SIGHUP: re-read the config; apply what is safe without dropping sessions."""
@@ -359,6 +372,8 @@ def _print_banner(config: Config, bound: list[tuple[str, str]]) -> None:
         "smtp": "SMTP (port 25 role)",
         "submission": "submission, STARTTLS",
         "submissions": "submission, implicit TLS",
+        "pop3": "POP3, STLS",
+        "pop3s": "POP3, implicit TLS",
     }
     print(f"postoffice {config.hostname} — data in {config.data_dir}", flush=True)
     for role, addr in bound:

@@ -40,6 +40,14 @@ class SubmissionSection:
 
 
 @dataclass(frozen=True, slots=True)
+class Pop3Section:
+    listen: tuple[str, ...] = ("127.0.0.1:2110",)  # STLS (RFC 2595), port 110
+    listen_tls: tuple[str, ...] = ("127.0.0.1:2995",)  # implicit TLS (RFC 8314), port 995
+    allow_plaintext_loopback: bool = True  # USER/PASS and AUTH without TLS from loopback only
+    idle_timeout: float = 600.0  # RFC 1939 §3: at least 10 minutes
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSection:
     cert: str = ""  # PEM certificate chain; empty: a self-signed one in <data_dir>/tls/
     key: str = ""  # PEM private key, set together with cert
@@ -113,6 +121,7 @@ class Config:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     smtp: SmtpSection = field(default_factory=SmtpSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)
+    pop3: Pop3Section = field(default_factory=Pop3Section)
     tls: TlsSection = field(default_factory=TlsSection)
     auth: AuthSection = field(default_factory=AuthSection)
     dns: DnsSection = field(default_factory=DnsSection)
@@ -274,6 +283,8 @@ def _check(config: Config, file: str) -> None:
                 raise ConfigError(
                     f"{file}: {_label(key)}: {net!r} is not a network like 10.0.0.0/8"
                 ) from None
+    if config.pop3.idle_timeout < 600:
+        raise ConfigError(f"{file}: [pop3] idle_timeout: RFC 1939 §3 needs at least 600 seconds")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError(f"{file}: [tls] cert and key must be set together")
     if config.relay.smarthost:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from postoffice.storage.locks import MaildropLock
 
 from postoffice.protocols.sasl import ScramCredentials
 
@@ -159,3 +162,6 @@ class MailStore(Protocol):
 
     def mailbox(self, address: str, folder: str = "INBOX") -> Mailbox: ...
     def folders(self, address: str) -> Iterator[str]: ...
+    def lock_maildrop(self, address: str) -> MaildropLock | None:
+        """Exclusive access for one POP3 session (RFC 1939 §8); None when already held."""
+        ...

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from postoffice.storage.base import MessageInfo, normalize_user
+from postoffice.storage.locks import MaildropLock, try_lock
 from postoffice.storage.sqlite import SqliteFile
 
 INDEX_NAME = "postoffice-index.sqlite"
@@ -446,6 +447,10 @@ class MaildirStore:
         if folder.upper() == "INBOX":
             return MaildirMailbox(base, self._hostname)
         return MaildirMailbox(base / _folder_dir(folder), self._hostname, subfolder=True)
+
+    def lock_maildrop(self, address: str) -> MaildropLock | None:
+        """The user's exclusive POP3 lock, or None while another session holds it."""
+        return try_lock(self.user_dir(address) / "postoffice-maildrop.lock")
 
     def folders(self, address: str) -> Iterator[str]:
         """INBOX, then the existing Maildir++ folders in name order."""

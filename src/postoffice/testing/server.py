@@ -8,12 +8,14 @@ against the same data dir.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 
@@ -21,6 +23,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _toml(value: object) -> str:
+    """A TOML value for a bool, number, string or list of them (JSON spells them alike)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return json.dumps(value)
 
 
 class ServerProcess:
@@ -36,6 +47,8 @@ class ServerProcess:
         smtp_port: int | None = None,
         submission_port: int | None = None,
         submissions_port: int | None = None,
+        pop3_port: int | None = None,
+        pop3s_port: int | None = None,
     ):
         self.data_dir = data_dir
         self.host = host
@@ -43,6 +56,8 @@ class ServerProcess:
         self.smtp_port = smtp_port or free_port(host)
         self.submission_port = submission_port or free_port(host)
         self.submissions_port = submissions_port or free_port(host)  # implicit TLS
+        self.pop3_port = pop3_port or free_port(host)
+        self.pop3s_port = pop3s_port or free_port(host)  # implicit TLS
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -60,9 +75,29 @@ class ServerProcess:
             f'[smtp]\nlisten = ["{self.host}:{self.smtp_port}"]\n'
             f'[submission]\nlisten = ["{self.host}:{self.submission_port}"]\n'
             f'listen_tls = ["{self.host}:{self.submissions_port}"]\n'
+            f'[pop3]\nlisten = ["{self.host}:{self.pop3_port}"]\n'
+            f'listen_tls = ["{self.host}:{self.pop3s_port}"]\n'
             f"[limits]\nshutdown_grace = 5\n",
             "utf-8",
         )
+
+    def configure(self, section: str, **values: object) -> None:
+        """Set keys of one config `section` (e.g. "limits", "auth"); call before `start()`.
+
+        Values are bools, numbers, strings or lists of strings; keys already there change.
+        """
+        config = tomllib.loads(self.config_path.read_text("utf-8"))
+        table = config.setdefault(section, {})
+        table.update(values)
+        lines = [
+            f"{key} = {_toml(value)}"
+            for key, value in config.items()
+            if not isinstance(value, dict)
+        ]
+        for name, keys in config.items():
+            if isinstance(keys, dict):
+                lines += [f"[{name}]", *(f"{key} = {_toml(value)}" for key, value in keys.items())]
+        self.config_path.write_text("\n".join(lines) + "\n", "utf-8")
 
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         """Run `postoffice ARGS --data-dir …`; return stdout."""

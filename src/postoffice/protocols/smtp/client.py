@@ -9,9 +9,8 @@ of a hang; so do a code that changes inside a multi-line reply and a close in mi
 builders refuse CR, LF and NUL in their arguments, so no address can inject a command. The
 `DataEncoder` turns any stored message into exactly one well-formed DATA body: bare CR and bare
 LF become CRLF, a line starting with "." gets another one, a missing final CRLF is added, and
-".CRLF" ends it. It works chunk by chunk with `re.sub` and `bytes.replace`, carrying across
-chunks only whether the output is at a line start and whether a CR was held back (its LF may
-open the next chunk), so a big message streams through in bounded memory.
+".CRLF" ends it, streaming in bounded memory; it is `_dotstuff.DotEncoder`, which POP3's
+multi-line responses use too.
 
 Standards: RFC 5321 §2.3.8, §4.1.1, §4.2, §4.5.2, §4.5.3.1.5; RFC 1870 §4, §6; RFC 2034 §3;
 RFC 3207 §4.2; RFC 4954 §4; RFC 4616 §2; RFC 6152 §2; RFC 6531 §3.4
@@ -24,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from postoffice.protocols._buffer import TOO_LONG, LineBuffer
+from postoffice.protocols._dotstuff import DotEncoder
 from postoffice.protocols.smtp.replies import Reply
 
 REPLY_LINE = 512  # RFC 5321 §4.5.3.1.5: reply line, code and CRLF included
@@ -32,7 +32,6 @@ REPLY_OCTETS = 32_768
 
 _REPLY = re.compile(rb"([2-5][0-9][0-9])(?:([ -])(.*))?", re.DOTALL)  # RFC 5321 §4.2
 _ENHANCED = re.compile(r"([245])\.[0-9]{1,3}\.[0-9]{1,3}(?= |$)")  # RFC 2034 §3, RFC 3463 §2
-_LINE_END = re.compile(rb"\r\n?|\n")  # CRLF, bare CR or bare LF
 
 
 class ProtocolError(Exception):
@@ -228,36 +227,4 @@ def _b64(text: str) -> str:
 # --- message data -------------------------------------------------------------------------
 
 
-class DataEncoder:
-    """A stored message, fed in chunks, out as one CRLF-only, dot-stuffed DATA body."""
-
-    __slots__ = ("_held_cr", "_line_start")
-
-    def __init__(self) -> None:
-        self._held_cr = False  # the last chunk ended in CR: it may be the start of CRLF
-        self._line_start = True  # the output so far ends a line (or is empty)
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The encoded form of `chunk` (a CR at its end waits for the next chunk)."""
-        if self._held_cr:
-            chunk = b"\r" + chunk
-        self._held_cr = chunk.endswith(b"\r")
-        return self._encode(chunk[:-1] if self._held_cr else chunk)
-
-    def finish(self) -> bytes:
-        """The rest of the body and the end-of-data line."""
-        tail = self._encode(b"\r") if self._held_cr else b""
-        self._held_cr = False
-        if not self._line_start:
-            tail += b"\r\n"  # RFC 5321 §4.1.1.4: the data ends with CRLF before the dot
-        return tail + b".\r\n"
-
-    def _encode(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        data = _LINE_END.sub(b"\r\n", data)  # RFC 5321 §2.3.8: CR and LF only as CRLF
-        data = data.replace(b"\n.", b"\n..")  # RFC 5321 §4.5.2: every LF here ends a CRLF
-        if self._line_start and data.startswith(b"."):
-            data = b"." + data
-        self._line_start = data.endswith(b"\n")
-        return data
+DataEncoder = DotEncoder  # RFC 5321 §4.5.2 dot-stuffing, shared with POP3 (RFC 1939 §3)

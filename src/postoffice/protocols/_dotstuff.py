@@ -1,0 +1,63 @@
+"""Dot-stuffing: any octets in, one well-formed dot-terminated block of CRLF lines out.
+
+SMTP's DATA body (RFC 5321 §4.5.2) and a POP3 multi-line response (RFC 1939 §3) are framed
+the same way: lines end in CRLF, a line that starts with "." gets one more in front, and a
+line holding only "." ends the block. `DotEncoder` is the one implementation both use. It
+turns bare CR and bare LF into CRLF (so what goes out is exactly the CRLF form that sizes are
+counted in), stuffs, adds a missing final CRLF and the ".CRLF" terminator. It works chunk by
+chunk with `re.sub` and `bytes.replace`, carrying across chunks only whether the output is at
+a line start and whether a CR was held back (its LF may open the next chunk), so a big
+message streams through in bounded memory and any split of the input gives the same output.
+
+Standards: RFC 5321 §2.3.8, §4.1.1.4, §4.5.2; RFC 1939 §3
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_LINE_END = re.compile(rb"\r\n?|\n")  # CRLF, bare CR or bare LF
+
+
+class DotEncoder:
+    """Octets fed in chunks, out as CRLF-only, dot-stuffed lines ending with ".CRLF"."""
+
+    __slots__ = ("_held_cr", "_line_start")
+
+    def __init__(self) -> None:
+        self._held_cr = False  # the last chunk ended in CR: it may be the start of CRLF
+        self._line_start = True  # the output so far ends a line (or is empty)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The encoded form of `chunk` (a CR at its end waits for the next chunk)."""
+        if self._held_cr:
+            chunk = b"\r" + chunk
+        self._held_cr = chunk.endswith(b"\r")
+        return self._encode(chunk[:-1] if self._held_cr else chunk)
+
+    def finish(self) -> bytes:
+        """The rest of the block and the terminating line."""
+        tail = self._encode(b"\r") if self._held_cr else b""
+        self._held_cr = False
+        if not self._line_start:
+            tail += b"\r\n"  # RFC 5321 §4.1.1.4, RFC 1939 §3: the last line ends with CRLF
+        return tail + b".\r\n"
+
+    def _encode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        data = _LINE_END.sub(b"\r\n", data)  # RFC 5321 §2.3.8: CR and LF only as CRLF
+        # RFC 5321 §4.5.2, RFC 1939 §3: every LF here ends a CRLF, so "\n." opens a line
+        data = data.replace(b"\n.", b"\n..")
+        if self._line_start and data.startswith(b"."):
+            data = b"." + data
+        self._line_start = data.endswith(b"\n")
+        return data
+
+
+def stuff_lines(lines: Iterable[str]) -> bytes:
+    """Text lines (UTF-8, without line ends) as a complete dot-terminated block."""
+    encoder = DotEncoder()
+    body = encoder.feed(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
+    return body + encoder.finish()

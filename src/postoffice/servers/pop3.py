@@ -1,0 +1,483 @@
+"""The POP3 server: a thin asyncio adapter around the POP3 core and the mail store.
+
+The core (`protocols/pop3`) frames and parses commands, tracks AUTHORIZATION /
+TRANSACTION / UPDATE and byte-stuffs multi-line answers; this module reads and writes,
+times out idle sessions, logs in through the shared `LoginGate`, and keeps the maildrop
+semantics users rely on: an exclusive lock per user for the whole session (`[IN-USE]`
+for a second one; the lock dies with the session or the process), a message list frozen
+at login, DELE as a mark that RSET clears, deletions only in the UPDATE state after QUIT
+(fsync'ed by the store), nothing deleted when the connection drops. RETR and TOP stream
+the file in chunks. Octet counts are those of the stored CRLF form RETR sends.
+
+Standards: RFC 1939 (POP3), RFC 2449 (CAPA, response codes, PIPELINING), RFC 2595 (STLS),
+RFC 3206 ([SYS/*], [AUTH]), RFC 5034 (AUTH), RFC 8314 (implicit TLS)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from postoffice.config import Config
+from postoffice.logs import EventLog
+from postoffice.policy.limits import ClientLimits
+from postoffice.protocols import pop3, sasl
+from postoffice.protocols.pop3 import NEED_DATA, PAUSED, Err, Ok, OkLines, events
+from postoffice.servers.login import Login, LoginGate
+from postoffice.storage.base import Mailbox, MailStore, MessageInfo
+from postoffice.storage.locks import MaildropLock
+from postoffice.streams import start_tls
+from postoffice.tls import ServerTls, describe
+
+IMPLEMENTATION = "postoffice"
+CHUNK = 64 * 1024
+_UIDL_OK = frozenset(range(0x21, 0x7F))  # RFC 1939 §7: 1 to 70 characters 0x21-0x7E
+
+BUSY = Err("too many connections, try again later", "SYS/TEMP")
+TOO_FAST = Err("too many commands, slow down", "SYS/TEMP")
+TOO_MANY_ERRORS = Err("too many errors, closing connection")
+TIMEOUT = Err("idle too long, closing connection")
+SHUTTING_DOWN = Err("server shutting down", "SYS/TEMP")
+NEEDS_TLS = Err("use STLS (or port 995) before logging in", "AUTH")
+LOGIN_FAILED = Err("invalid user name or password", "AUTH")
+LOCKED_OUT = Err("too many failed logins, try again later", "LOGIN-DELAY")
+IN_USE = Err("maildrop already locked by another session", "IN-USE")
+NO_SUCH_MESSAGE = Err("no such message")
+DELETED = Err("message already deleted")
+
+
+@dataclass(slots=True)
+class Pop3Context:
+    """What every POP3 session shares (swapped whole on SIGHUP)."""
+
+    config: Config
+    store: MailStore
+    gate: LoginGate
+    tls: ServerTls
+    client_limits: ClientLimits
+    log: EventLog
+
+
+def uidl_of(info: MessageInfo) -> str:
+    """The Maildir key when it is a valid UIDL, else a stable digest of it (RFC 1939 §7)."""
+    key = info.key
+    if 0 < len(key) <= 70 and all(ord(c) in _UIDL_OK for c in key):
+        return key
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+
+class Pop3Session:
+    """One client connection."""
+
+    def __init__(
+        self,
+        context: Callable[[], Pop3Context],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls: str = "",
+    ):
+        self.ctx = context()
+        self.reader, self.writer = reader, writer
+        self.plaintext: asyncio.StreamWriter | None = None
+        self.tls = tls
+        self.conn = pop3.ServerConnection(tls=bool(tls))
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.client_ip = str(peer[0])
+        self.client = f"{peer[0]}:{peer[1]}"
+        self.loopback = ipaddress.ip_address(self.client_ip.split("%")[0]).is_loopback
+        self.user = ""
+        self.pending_user = ""  # from USER, until PASS
+        self.login: Login | None = None
+        self.lock: MaildropLock | None = None
+        self.mailbox: Mailbox | None = None
+        self.messages: list[MessageInfo] = []  # frozen at login (RFC 1939 §4)
+        self.deleted: set[int] = set()  # message numbers marked by DELE
+        self.errors = 0
+        self.stopping = False
+        self.idle = False
+        self.task: asyncio.Task[None] | None = None
+        self.after_reply: Callable[[], Awaitable[None]] | None = None
+        self.handlers: dict[type, Callable[[object], Awaitable[bytes]]] = {
+            events.Capa: self.on_capa,  # type: ignore[dict-item]
+            events.Stls: self.on_stls,  # type: ignore[dict-item]
+            events.User: self.on_user,  # type: ignore[dict-item]
+            events.Pass: self.on_pass,  # type: ignore[dict-item]
+            events.Auth: self.on_auth,  # type: ignore[dict-item]
+            events.AuthData: self.on_auth_data,  # type: ignore[dict-item]
+            events.Stat: self.on_stat,  # type: ignore[dict-item]
+            events.List: self.on_list,  # type: ignore[dict-item]
+            events.Uidl: self.on_uidl,  # type: ignore[dict-item]
+            events.Retr: self.on_retr,  # type: ignore[dict-item]
+            events.Top: self.on_top,  # type: ignore[dict-item]
+            events.Dele: self.on_dele,  # type: ignore[dict-item]
+            events.Noop: self.on_noop,  # type: ignore[dict-item]
+            events.Rset: self.on_rset,  # type: ignore[dict-item]
+            events.Quit: self.on_quit,  # type: ignore[dict-item]
+            events.CommandError: self.on_error,  # type: ignore[dict-item]
+        }
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.task = asyncio.current_task()
+        self.ctx.log.event("connect", listener="pop3", client=self.client, tls=self.tls or None)
+        started = time.monotonic()
+        try:
+            self.writer.write(self.conn.send(Ok(f"{IMPLEMENTATION} POP3 server ready")))
+            await self.loop()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.release()
+            self.ctx.log.event(
+                "disconnect",
+                listener="pop3",
+                client=self.client,
+                user=self.user or None,
+                errors=self.errors,
+                duration=round(time.monotonic() - started, 3),
+            )
+
+    async def loop(self) -> None:
+        conn = self.conn
+        while not conn.closed:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                await self.writer.drain()  # RFC 2449 §6.6: answers flushed before waiting
+                data = await self.read()
+                if data is None:
+                    return
+                conn.receive_data(data)
+                continue
+            if event is PAUSED:
+                raise RuntimeError("POP3 core paused with no reply pending")
+            if isinstance(event, events.ConnectionClosed):
+                return
+            if not self.ctx.client_limits.command(self.client_ip):
+                await self.goodbye(TOO_FAST)
+                return
+            self.writer.write(await self.handlers[type(event)](event))
+            if self.after_reply is not None:
+                action, self.after_reply = self.after_reply, None
+                await action()
+            if self.stopping and not conn.closed and self.idle_between_commands:
+                await self.goodbye(SHUTTING_DOWN)
+                return
+        await self.writer.drain()
+
+    @property
+    def idle_between_commands(self) -> bool:
+        return self.login is None
+
+    async def read(self) -> bytes | None:
+        self.idle = True
+        try:
+            if self.stopping:
+                raise asyncio.CancelledError
+            async with asyncio.timeout(self.ctx.config.pop3.idle_timeout):
+                return await self.reader.read(65536)
+        except TimeoutError:
+            await self.goodbye(TIMEOUT)  # RFC 1939 §3: autologout, no UPDATE
+            return None
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            await self.goodbye(SHUTTING_DOWN)
+            return None
+        finally:
+            self.idle = False
+
+    async def goodbye(self, reply: Err) -> None:
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            self.writer.write(self.conn.send(reply))
+            await self.writer.drain()
+        self.writer.close()
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        if self.idle and self.task is not None:
+            self.task.cancel()
+
+    async def abort(self) -> None:
+        self.stopping = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def release(self) -> None:
+        """Give back the maildrop lock; marked messages stay (no UPDATE without QUIT)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    # -- AUTHORIZATION --------------------------------------------------------------------
+
+    @property
+    def login_allowed(self) -> bool:
+        """RFC 2595 §2: passwords only under TLS, or from loopback when configured."""
+        return bool(self.tls) or (self.loopback and self.ctx.config.pop3.allow_plaintext_loopback)
+
+    async def on_capa(self, event: events.Capa) -> bytes:
+        allowed = self.login_allowed
+        mechanisms = sasl.mechanism_names() if allowed else ()
+        return self.conn.send(
+            pop3.capabilities(
+                tls_active=bool(self.tls),
+                user_allowed=allowed and not self.user,
+                sasl=mechanisms if not self.user else (),
+                implementation=IMPLEMENTATION,
+                login_delay=None,
+                expire=None,
+            )
+        )
+
+    async def on_stls(self, event: events.Stls) -> bytes:
+        if self.tls:
+            return self.conn.send(Err("TLS already active"))
+        self.after_reply = self.upgrade
+        return self.conn.send(Ok("begin TLS negotiation"))
+
+    async def upgrade(self) -> None:
+        """After +OK to STLS: drop buffered plaintext (RFC 2595 §4), then the handshake."""
+        await self.writer.drain()
+        self.conn.start_tls()
+        try:
+            reader, writer = await start_tls(
+                self.writer, self.ctx.tls.context(), server_side=True, timeout=60.0
+            )
+        except (OSError, TimeoutError) as exc:
+            self.ctx.log.event("tls_failed", client=self.client, error=str(exc) or repr(exc))
+            raise ConnectionResetError("TLS handshake failed") from None
+        self.plaintext, self.reader, self.writer = self.writer, reader, writer
+        self.tls = describe(writer.get_extra_info("ssl_object"))
+
+    async def on_user(self, event: events.User) -> bytes:
+        if not self.login_allowed:
+            return self.conn.send(NEEDS_TLS)
+        self.pending_user = event.name
+        return self.conn.send(Ok("send PASS"))
+
+    async def on_pass(self, event: events.Pass) -> bytes:
+        user, self.pending_user = self.pending_user, ""
+        if not self.login_allowed:
+            return self.conn.send(NEEDS_TLS)
+        if self.ctx.gate.ip_locked(self.client_ip):
+            return self.conn.send(LOCKED_OUT)
+        self.login = self.ctx.gate.password(self.client_ip)
+        initial = sasl.encode_b64(sasl.client_plain(user, event.password))
+        return await self.auth_step(self.login.start(initial))
+
+    async def on_auth(self, event: events.Auth) -> bytes:
+        if event.mechanism is None:  # RFC 1734 style: list the mechanisms
+            names = sasl.mechanism_names() if self.login_allowed else ()
+            return self.conn.send(OkLines("SASL mechanisms follow", names))
+        if not self.login_allowed:
+            return self.conn.send(NEEDS_TLS)
+        if self.ctx.gate.ip_locked(self.client_ip):
+            return self.conn.send(LOCKED_OUT)
+        login = self.ctx.gate.begin(self.client_ip, event.mechanism)
+        if login is None:
+            return self.conn.send(Err("unsupported SASL mechanism"))
+        self.login = login
+        return await self.auth_step(login.start(event.initial_response))
+
+    async def on_auth_data(self, event: events.AuthData) -> bytes:
+        if self.login is None:
+            return self.conn.send(Err("no authentication in progress"))
+        return await self.auth_step(self.login.respond(event.line))
+
+    async def auth_step(self, step: sasl.Step) -> bytes:
+        login = self.login
+        assert login is not None
+        if isinstance(step, sasl.Challenge):
+            return self.conn.send(pop3.Continue(sasl.encode_b64(step.data)))
+        self.login = None
+        if isinstance(step, sasl.Success):
+            login.succeeded(step.user)
+            return self.conn.send(await self.open_maildrop(step.user))
+        if step.kind is not sasl.FailureKind.REJECTED:
+            return self.conn.send(Err("authentication cancelled or malformed"))
+        await login.failed()
+        self.ctx.log.event("auth_failed", listener="pop3", client=self.client, reason=step.reason)
+        return self.conn.send(LOCKED_OUT if login.locked else LOGIN_FAILED)
+
+    async def open_maildrop(self, user: str) -> Ok | Err:
+        """Lock the maildrop and freeze its message list (RFC 1939 §4, §8)."""
+        store = self.ctx.store
+        try:
+            lock = await asyncio.to_thread(store.lock_maildrop, user)
+            if lock is None:
+                return IN_USE
+            mailbox = store.mailbox(user)
+            messages = await asyncio.to_thread(mailbox.messages)
+        except OSError as exc:
+            self.ctx.log.warning("maildrop_error", client=self.client, user=user, error=str(exc))
+            return Err("cannot open the maildrop, try again later", "SYS/TEMP")
+        self.lock, self.mailbox, self.messages, self.user = lock, mailbox, messages, user
+        self.ctx.log.event(
+            "login", listener="pop3", client=self.client, user=user, tls=self.tls or None
+        )
+        count, octets = self.totals()
+        return Ok(f"{user} has {count} messages ({octets} octets)")
+
+    # -- TRANSACTION ----------------------------------------------------------------------
+
+    def totals(self) -> tuple[int, int]:
+        live = [m for n, m in enumerate(self.messages, 1) if n not in self.deleted]
+        return len(live), sum(m.size for m in live)
+
+    def message(self, number: int) -> MessageInfo | Err:
+        if not 1 <= number <= len(self.messages):
+            return NO_SUCH_MESSAGE
+        if number in self.deleted:
+            return DELETED
+        return self.messages[number - 1]
+
+    async def on_stat(self, event: events.Stat) -> bytes:
+        count, octets = self.totals()
+        return self.conn.send(Ok(f"{count} {octets}"))
+
+    async def on_list(self, event: events.List) -> bytes:
+        return self.listing(event.msg, lambda info: str(info.size), "scan listing")
+
+    async def on_uidl(self, event: events.Uidl) -> bytes:
+        return self.listing(event.msg, uidl_of, "unique-id listing")
+
+    def listing(self, number: int | None, value: Callable[[MessageInfo], str], title: str) -> bytes:
+        if number is not None:
+            info = self.message(number)
+            return self.conn.send(info if isinstance(info, Err) else Ok(f"{number} {value(info)}"))
+        lines = tuple(
+            f"{n} {value(m)}" for n, m in enumerate(self.messages, 1) if n not in self.deleted
+        )
+        return self.conn.send(OkLines(f"{title} follows", lines))
+
+    async def on_retr(self, event: events.Retr) -> bytes:
+        return await self.send_message(event.msg, None)
+
+    async def on_top(self, event: events.Top) -> bytes:
+        return await self.send_message(event.msg, event.lines)
+
+    async def send_message(self, number: int, body_lines: int | None) -> bytes:
+        """Stream the message (RETR) or its header and first lines (TOP, RFC 1939 §7)."""
+        info = self.message(number)
+        if isinstance(info, Err):
+            return self.conn.send(info)
+        assert self.mailbox is not None
+        try:
+            source = await asyncio.to_thread(self.mailbox.open, info.key)
+        except (OSError, KeyError):
+            return self.conn.send(Err("message vanished from the maildrop", "SYS/PERM"))
+        try:
+            self.writer.write(self.conn.send_multiline_start(Ok(f"{info.size} octets")))
+            encoder = self.conn.message_encoder()
+            limiter = _TopLimiter(body_lines)
+            while not limiter.done:
+                chunk = await asyncio.to_thread(source.read, CHUNK)
+                if not chunk:
+                    self.writer.write(encoder.feed(limiter.rest()))
+                    break
+                self.writer.write(encoder.feed(limiter.cut(chunk)))
+                await self.writer.drain()
+            return encoder.finish()
+        finally:
+            source.close()
+
+    async def on_dele(self, event: events.Dele) -> bytes:
+        info = self.message(event.msg)
+        if isinstance(info, Err):
+            return self.conn.send(info)
+        self.deleted.add(event.msg)  # RFC 1939 §5: only marked; removed in UPDATE
+        return self.conn.send(Ok(f"message {event.msg} deleted"))
+
+    async def on_noop(self, event: events.Noop) -> bytes:
+        return self.conn.send(Ok())
+
+    async def on_rset(self, event: events.Rset) -> bytes:
+        self.deleted.clear()
+        count, octets = self.totals()
+        return self.conn.send(Ok(f"maildrop has {count} messages ({octets} octets)"))
+
+    async def on_quit(self, event: events.Quit) -> bytes:
+        """In TRANSACTION: the UPDATE state — remove what DELE marked, durably (RFC 1939 §6)."""
+        if self.mailbox is None or not self.deleted:
+            self.release()
+            return self.conn.send(Ok(f"{IMPLEMENTATION} POP3 server signing off"))
+        keys = [self.messages[n - 1].key for n in sorted(self.deleted)]
+        try:
+            await asyncio.to_thread(self.mailbox.remove, keys)
+        except OSError as exc:
+            self.ctx.log.warning(
+                "update_failed", client=self.client, user=self.user, error=str(exc)
+            )
+            self.release()
+            return self.conn.send(Err("some deleted messages not removed", "SYS/TEMP"))
+        self.ctx.log.event("update", listener="pop3", user=self.user, deleted=len(keys))
+        self.deleted.clear()
+        self.release()
+        left = len(self.messages) - len(keys)
+        return self.conn.send(
+            Ok(f"{IMPLEMENTATION} POP3 server signing off ({left} messages left)")
+        )
+
+    async def on_error(self, event: events.CommandError) -> bytes:
+        self.errors += 1
+        if self.conn.state is not pop3.State.AUTH:
+            self.login = None  # the core ended any SASL exchange
+        if self.errors >= self.ctx.config.limits.errors_per_session:
+            self.ctx.log.event("too_many_errors", listener="pop3", client=self.client)
+            self.after_reply = self.hang_up
+        return self.conn.send(event.reply)
+
+    async def hang_up(self) -> None:
+        await self.goodbye(TOO_MANY_ERRORS)
+
+
+class _TopLimiter:
+    """Passes the header and the first `lines` body lines of a message (None: everything)."""
+
+    def __init__(self, lines: int | None):
+        self.lines = lines
+        self.in_body = False
+        self.done = False
+        self._tail = b""
+
+    def cut(self, chunk: bytes) -> bytes:
+        if self.lines is None:
+            return chunk
+        out = bytearray()
+        data = self._tail + chunk
+        self._tail = b""
+        start = 0
+        while not self.done:
+            end = data.find(b"\n", start)
+            if end < 0:
+                self._tail = data[start:]
+                break
+            line = data[start : end + 1]
+            start = end + 1
+            if self.in_body:
+                if self.lines <= 0:
+                    self.done = True
+                    break
+                self.lines -= 1
+                out += line
+            else:
+                out += line
+                if line in (b"\r\n", b"\n"):
+                    self.in_body = True
+                    if self.lines <= 0:
+                        self.done = True
+        return bytes(out)
+
+    def rest(self) -> bytes:
+        """What is left at the end of the file: a last line without a line end."""
+        tail, self._tail = self._tail, b""
+        if self.done or (self.in_body and self.lines is not None and self.lines <= 0):
+            return b""
+        return tail
