@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import signal
 import sys
@@ -24,11 +25,12 @@ from postoffice.control import ControlServer
 from postoffice.delivery.local import LocalDeliveryAgent
 from postoffice.delivery.routing import Router
 from postoffice.delivery.smtp import SmtpDeliveryAgent
-from postoffice.dns import DnsError, DnsPythonResolver
+from postoffice.dns import DnsError, DnsPythonResolver, Resolver
 from postoffice.journal import Journal
 from postoffice.logs import EventLog
 from postoffice.policy.auth_backend import DirectoryAuthenticator
 from postoffice.policy.auth_guard import AuthGuard
+from postoffice.policy.dkim import KeyStore, sign_message
 from postoffice.policy.limits import ClientLimits
 from postoffice.policy.recipients import RecipientPolicy
 from postoffice.queue.admin import control_handlers
@@ -126,7 +128,9 @@ def server_tls(config: Config) -> ServerTls:
         raise StartupError(str(exc)) from None
 
 
-def remote_agent(config: Config, spool: Spool, journal: Journal) -> SmtpDeliveryAgent:
+def remote_agent(
+    config: Config, resolver: Resolver, spool: Spool, journal: Journal
+) -> SmtpDeliveryAgent:
     """The SMTP client agent for non-local recipients, from `[relay]` and `[dns]`."""
     relay = config.relay
     smarthost = configuration.parse_hostport(relay.smarthost) if relay.smarthost else None
@@ -135,7 +139,7 @@ def remote_agent(config: Config, spool: Spool, journal: Journal) -> SmtpDelivery
     if ca_file and config.source is not None:
         ca_file = str(config.source.parent / ca_file)
     return SmtpDeliveryAgent(
-        DnsPythonResolver(list(config.dns.nameservers) or None),
+        resolver,
         spool,
         hostname=config.hostname,
         port=relay.port,
@@ -167,15 +171,25 @@ class Server:
         self.directory = open_directory(config)
         self.store = MaildirStore(paths.mail)
         self.spool = Spool(paths.queue)
-        local = LocalDeliveryAgent(self.store, self.spool, config.hostname)
+        local = LocalDeliveryAgent(
+            self.store, self.spool, config.hostname, junk_folder=config.checks.quarantine_folder
+        )
         try:
-            self.remote = remote_agent(config, self.spool, self.journal)
+            self.resolver = DnsPythonResolver(list(config.dns.nameservers) or None)
         except DnsError as exc:
             raise StartupError(f"[dns] nameservers: {exc}") from None
+        self.remote = remote_agent(config, self.resolver, self.spool, self.journal)
         self.router = Router(self.directory, local, self.remote)
         q = config.queue
         backoff = Backoff(q.min_backoff, q.max_backoff, q.max_lifetime)
-        self.cleanup = Cleanup(self.spool, self.directory, config.hostname, self.clock)
+        self.keys = KeyStore(config.data_dir)
+        self.cleanup = Cleanup(
+            self.spool,
+            self.directory,
+            config.hostname,
+            self.clock,
+            signer=functools.partial(sign_message, store=self.keys) if config.dkim.sign else None,
+        )
         bouncer = Bouncer(
             self.cleanup,
             self.spool,
@@ -242,6 +256,7 @@ class Server:
                 gate=self.gate,
                 client_limits=self.client_limits,
                 directory=self.directory,
+                resolver=self.resolver,
             )
 
     def _delivery_event(self, kind: str, entry: object, detail: dict[str, object]) -> None:

@@ -48,6 +48,20 @@ class Pop3Section:
 
 
 @dataclass(frozen=True, slots=True)
+class ChecksSection:
+    mode: str = "enforce"  # SPF/DKIM/DMARC on port 25: enforce | monitor | off
+    dmarc_reject: bool = True  # false: a p=reject failure goes to Junk instead of 550
+    quarantine_folder: str = "Junk"  # Maildir++ folder for p=quarantine (".Junk")
+    temperror: str = "tempfail"  # DNS trouble: tempfail (451 4.4.3) | accept
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSection:
+    sign: bool = True  # sign mail from authenticated users and our own DSNs
+    selector_prefix: str = "po"
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSection:
     cert: str = ""  # PEM certificate chain; empty: a self-signed one in <data_dir>/tls/
     key: str = ""  # PEM private key, set together with cert
@@ -123,6 +137,8 @@ class Config:
     submission: SubmissionSection = field(default_factory=SubmissionSection)
     pop3: Pop3Section = field(default_factory=Pop3Section)
     tls: TlsSection = field(default_factory=TlsSection)
+    checks: ChecksSection = field(default_factory=ChecksSection)
+    dkim: DkimSection = field(default_factory=DkimSection)
     auth: AuthSection = field(default_factory=AuthSection)
     dns: DnsSection = field(default_factory=DnsSection)
     relay: RelaySection = field(default_factory=RelaySection)
@@ -136,6 +152,8 @@ _CHOICES = {
     ("log", "format"): ("text", "json"),
     ("log", "level"): ("debug", "info", "warning"),
     ("relay", "tls"): ("may", "encrypt", "verify"),
+    ("checks", "mode"): ("enforce", "monitor", "off"),
+    ("checks", "temperror"): ("tempfail", "accept"),
 }
 _NOT_KEYS = {"source"}
 

@@ -13,6 +13,7 @@ import click
 
 from postoffice.app import StartupError, open_directory
 from postoffice.cli.common import CliError, config_options, load_config, user_errors
+from postoffice.policy.dkim import KeyStore
 from postoffice.storage.directory import DirectoryError, SqliteDirectory
 
 _errors = user_errors(DirectoryError, StartupError)
@@ -41,9 +42,12 @@ def domain() -> None:
 @config_options
 @_errors
 def domain_add(name: str, config_path: Path | None, data_dir: Path | None) -> None:
-    """Add a local domain."""
-    _directory(config_path, data_dir).add_domain(name)
+    """Add a local domain and make its DKIM keys (RSA 2048 and Ed25519)."""
+    config = load_config(config_path, data_dir, create=True)
+    open_directory(config).add_domain(name)
+    KeyStore(config.data_dir).ensure(name.lower(), config.dkim.selector_prefix)
     click.echo(f"domain {name.lower()} added")
+    click.echo(f"publish its DNS records: postoffice dns-records {name.lower()}")
 
 
 @domain.command("list")

@@ -49,7 +49,10 @@ def _deferred(recipient: str, error: OSError) -> RecipientResult:
 class LocalDeliveryAgent:
     """`DeliveryAgent` for mailboxes in a `MailStore`; `hostname` names this host in results."""
 
-    def __init__(self, store: MailStore, spool: MessageSource, hostname: str) -> None:
+    def __init__(
+        self, store: MailStore, spool: MessageSource, hostname: str, *, junk_folder: str = "Junk"
+    ) -> None:
+        self._junk = junk_folder  # where messages that inbound checks quarantined go
         self._store = store
         self._spool = spool
         self._hostname = hostname
@@ -81,8 +84,9 @@ class LocalDeliveryAgent:
     def _deliver_one(
         self, entry: QueueEntry, recipient: str, delivery_id: str, message: bytes
     ) -> RecipientResult:
+        folder = self._junk if entry.client.get("junk") else "INBOX"  # RFC 7489 §6.3 quarantine
         try:
-            mailbox = self._store.mailbox(recipient)
+            mailbox = self._store.mailbox(recipient, folder)
         except ValueError as error:
             return RecipientResult(recipient, Outcome.FAILED, "5.1.3", str(error))
         try:
@@ -92,7 +96,9 @@ class LocalDeliveryAgent:
                 mailbox.deliver(
                     _trace_headers(entry.sender, recipient) + message, delivery_id=delivery_id
                 )
-                detail = "delivered to mailbox {} on {}"
+                detail = "delivered to mailbox {} on {}" + (
+                    "" if folder == "INBOX" else f" ({folder})"
+                )
         except OSError as error:
             return _deferred(recipient, error)
         finally:

@@ -81,17 +81,30 @@ class Cleanup:
         hostname: str,
         clock: Clock,
         on_queued: Callable[[QueueEntry], None] = lambda entry: None,
+        *,
+        signer: Callable[[bytes], bytes] | None = None,
     ):
         self.spool = spool
         self.directory = directory
         self.hostname = hostname
         self.clock = clock
         self.on_queued = on_queued
+        self.signer = signer  # DKIM: the signature headers for a message, b"" if none
+
+    def should_sign(self, origin: Origin) -> bool:
+        """Our users' mail and our own DSNs are signed (RFC 6376); relayed mail is not."""
+        return self.signer is not None and bool(
+            origin.submission or origin.auth or not origin.client_ip
+        )
 
     async def submit(
         self, sender: Address | None, recipients: list[Address], data: bytes, origin: Origin
     ) -> QueueEntry:
-        """Queue `data` durably for `recipients`; raise Refused with the reply to give."""
+        """Queue `data` durably for `recipients`; raise Refused with the reply to give.
+
+        Order of the header block as stored: our Received:, DKIM-Signature (when we sign),
+        Message-ID/Date completed for submissions, then the message as it came.
+        """
         header_end = data.find(b"\r\n\r\n")
         headers = data if header_end < 0 else data[: header_end + 2]
         if len(_RECEIVED.findall(headers)) >= MAX_RECEIVED:
@@ -103,7 +116,10 @@ class Cleanup:
         message_id = match.group(1).decode("utf-8", "replace").strip() if match else ""
         if origin.submission:
             added, message_id = self.completed_headers(headers, qid, message_id, now)
-            trace += added
+            data = added + data
+        if self.should_sign(origin):
+            assert self.signer is not None
+            data = await asyncio.to_thread(self.signer, data) + data  # below Received:
         targets = await asyncio.to_thread(self.expand, recipients)
         try:
             entry = await asyncio.to_thread(

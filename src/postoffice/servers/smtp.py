@@ -10,6 +10,11 @@ pipelined after the command is never read inside TLS; AUTH runs the shared SASL
 exchange through the `LoginGate` (lockouts, growing delays). The submission role
 requires AUTH before MAIL and a sender the user owns (RFC 6409 §4.3, §6.1).
 
+Timeouts: a whole command must arrive within `command_timeout` of the server
+starting to wait for it (a client dribbling a byte at a time is as idle as a
+silent one); in a message body each read gets `data_timeout`. Replies are flushed
+within the same limits, so a client that never reads cannot hold its session.
+
 Standards: RFC 5321 (SMTP), RFC 6409 (submission port), RFC 2920
 (PIPELINING: replies are flushed when the input is drained), RFC 1870, 6152,
 6531, 2034, 3030 (advertised in EHLO), RFC 3207 (STARTTLS), RFC 4954 (AUTH),
@@ -26,8 +31,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from postoffice.config import Config
+from postoffice.dns import Resolver
 from postoffice.logs import EventLog
 from postoffice.mail.address import Address
+from postoffice.policy import inbound
 from postoffice.policy.limits import ClientLimits
 from postoffice.policy.recipients import RecipientPolicy
 from postoffice.protocols import sasl
@@ -40,6 +47,7 @@ from postoffice.protocols.smtp import (
     State,
     events,
 )
+from postoffice.protocols.smtp.replies import TOO_MANY_RECIPIENTS
 from postoffice.queue.cleanup import Cleanup, Origin, Refused
 from postoffice.servers.login import Login, LoginGate
 from postoffice.storage.base import Directory
@@ -86,6 +94,7 @@ class SmtpContext:
     gate: LoginGate
     client_limits: ClientLimits
     directory: Directory
+    resolver: Resolver
 
     @property
     def submission(self) -> bool:
@@ -148,6 +157,7 @@ class SmtpSession:
         self.recipients: list[Address] = []
         self.errors = 0
         self.messages = 0
+        self.command_deadline: float | None = None  # loop time the next command is due by
         self.stopping = False
         self.idle = False
         self.task: asyncio.Task[None] | None = None
@@ -198,7 +208,6 @@ class SmtpSession:
         while not conn.closed:
             event = conn.next_event()
             if event is NEED_DATA:
-                await self.writer.drain()  # RFC 2920: flush replies before waiting for input
                 data = await self.read()
                 if data is None:
                     return
@@ -206,6 +215,7 @@ class SmtpSession:
                 continue
             if event is PAUSED:  # cannot happen: every event is answered below
                 raise RuntimeError("SMTP core paused with no reply pending")
+            self.command_deadline = None  # a command arrived whole: the next one is timed anew
             if isinstance(event, events.ConnectionClosed):
                 return
             if not self.ctx.client_limits.command(self.client_ip):
@@ -220,18 +230,24 @@ class SmtpSession:
                 await action()
             if self.stopping and self.between_transactions and not conn.closed:
                 self.writer.write(conn.send(SHUTTING_DOWN))
-        await self.writer.drain()
+        await self.flush()
 
     async def read(self) -> bytes | None:
-        """Read from the client with the timeout of the current phase; None means hang up."""
+        """Flush replies, then read, within the current phase's time limit; None: hang up."""
         limits = self.ctx.config.limits
-        in_body = self.conn.state in _BODY_STATES
-        timeout = limits.data_timeout if in_body else limits.command_timeout
+        now = asyncio.get_running_loop().time()
+        if self.conn.state in _BODY_STATES:
+            deadline = now + limits.data_timeout
+        else:  # RFC 5321 §4.5.3.2.7: the time allowed for the next command
+            if self.command_deadline is None:
+                self.command_deadline = now + limits.command_timeout
+            deadline = self.command_deadline
         self.idle = self.between_transactions
         try:
             if self.stopping and self.idle:
                 raise asyncio.CancelledError
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
+                await self.writer.drain()  # RFC 2920: flush replies before waiting for input
                 data = await self.reader.read(65536)
         except TimeoutError:
             await self.goodbye(TIMEOUT)
@@ -249,7 +265,13 @@ class SmtpSession:
     async def goodbye(self, reply: Reply) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.writer.write(self.conn.send(reply))
-            await self.writer.drain()
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Send what is written, giving a client that reads nothing at most command_timeout."""
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(self.ctx.config.limits.command_timeout):
+                await self.writer.drain()
 
     async def write(self, reply: Reply) -> None:
         self.writer.write(self.conn.send(reply))
@@ -301,7 +323,7 @@ class SmtpSession:
 
     async def upgrade(self) -> None:
         """After the 220: drop buffered plaintext, handshake, start the session over."""
-        await self.writer.drain()
+        await self.flush()
         dropped = self.conn.start_tls()  # RFC 3207 §4.2: nothing sent before counts
         timeout = self.ctx.config.limits.command_timeout
         try:
@@ -416,8 +438,16 @@ class SmtpSession:
         )
         sender, recipients = self.sender, self.recipients
         self.reset()
+        data = event.data
+        if self.needs_checks:
+            verdict = await self.check_inbound(data, sender)
+            if verdict.reply is not None:
+                return verdict.reply
+            data = verdict.header + verdict.message
+            if verdict.action is inbound.Action.JUNK:
+                origin.extra["junk"] = "1"  # RFC 7489 §6.3 quarantine: the Junk folder
         try:
-            entry = await self.ctx.cleanup.submit(sender, recipients, event.data, origin)
+            entry = await self.ctx.cleanup.submit(sender, recipients, data, origin)
         except Refused as refused:
             self.ctx.log.event(
                 "refused", client=self.client, sender=_addr(sender), reply=refused.reply.text
@@ -441,6 +471,36 @@ class SmtpSession:
             message_id=entry.message_id or None,
         )
         return Reply(250, "2.0.0", f"Ok: queued as {entry.qid}")
+
+    @property
+    def needs_checks(self) -> bool:
+        """SPF/DKIM/DMARC judge mail from the internet: port 25, not our users or relays."""
+        return (
+            self.ctx.role == "smtp"
+            and not self.user
+            and not self.ctx.policy.may_relay(self.client_ip)
+        )
+
+    async def check_inbound(self, data: bytes, sender: Address | None) -> inbound.InboundVerdict:
+        config = self.ctx.config
+        verdict = await inbound.evaluate(
+            data,
+            client_ip=self.client_ip,
+            helo=self.helo,
+            mail_from=str(sender) if sender else "",
+            resolver=self.ctx.resolver,
+            authserv_id=config.hostname,
+            settings=config.checks,
+        )
+        self.ctx.log.event(
+            "checks",
+            client=self.client,
+            sender=_addr(sender),
+            action=str(verdict.action),
+            spf=verdict.spf.result if verdict.spf else None,
+            dmarc=verdict.dmarc.result if verdict.dmarc else None,
+        )
+        return verdict
 
     async def on_rset(self, event: events.Rset) -> Reply:
         self.reset()
@@ -467,8 +527,11 @@ class SmtpSession:
         return Reply(502, "5.5.1", "Command not implemented")
 
     async def on_error(self, event: events.CommandError) -> Reply:
-        self.errors += 1
         reply = event.reply
+        # RFC 5321 §4.5.3.1.10: past the recipient limit a client is told 452 and sends the
+        # rest in another transaction; counting these would hang up on pipelined mailings.
+        if reply != TOO_MANY_RECIPIENTS:
+            self.errors += 1
         self.ctx.log.event(
             "error", client=self.client, reply=f"{reply.code} {reply.status} {reply.text}"
         )
