@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from postoffice import config as configuration
 from postoffice.clock import Clock, SystemClock
 from postoffice.config import Config, ConfigError
 from postoffice.control import ControlServer
+from postoffice.datadir import DEFAULT_DOMAIN, Paths, StartupError, check_writable, open_directory
 from postoffice.delivery.local import LocalDeliveryAgent
 from postoffice.delivery.routing import Router
 from postoffice.delivery.smtp import SmtpDeliveryAgent
@@ -44,72 +43,8 @@ from postoffice.servers.login import LoginGate
 from postoffice.servers.pop3 import BUSY as POP3_BUSY
 from postoffice.servers.pop3 import Pop3Context, Pop3Session
 from postoffice.servers.smtp import BUSY, SmtpContext, SmtpSession
-from postoffice.storage.directory import SqliteDirectory
 from postoffice.storage.maildir import MaildirStore
 from postoffice.tls import ServerTls, TlsError
-
-DEFAULT_DOMAIN = "localhost"
-
-
-class StartupError(Exception):
-    """The server cannot start; the message says why in one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class Paths:
-    """Where each part keeps its data inside the data dir (docs/on-disk-layout.md)."""
-
-    root: Path
-
-    @property
-    def directory(self) -> Path:
-        return self.root / "directory.sqlite"
-
-    @property
-    def queue(self) -> Path:
-        return self.root / "queue"
-
-    @property
-    def mail(self) -> Path:
-        return self.root / "mail"
-
-    @property
-    def journal(self) -> Path:
-        return self.root / "journal"
-
-    @property
-    def control_socket(self) -> Path:
-        return self.root / "control.sock"
-
-
-def open_directory(config: Config) -> SqliteDirectory:
-    """Open (creating on first use, with the domain `localhost`) the directory database."""
-    path = Paths(config.data_dir).directory
-    fresh = not path.exists()
-    try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        directory = SqliteDirectory(path)
-    except OSError as exc:
-        raise StartupError(
-            f"{config.data_dir}: cannot use the data dir: {exc.strerror or exc}"
-        ) from None
-    if fresh:
-        directory.add_domain(DEFAULT_DOMAIN)
-    return directory
-
-
-def check_writable(root: Path) -> None:
-    """Fail early, in one line, when the data dir cannot take files."""
-    probe = root / f".write-test-{os.getpid()}"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"x")
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.ENOSPC:
-            reason = "the disk is full"
-        raise StartupError(f"{root}: the data dir is not writable: {reason}") from None
 
 
 def server_tls(config: Config) -> ServerTls:

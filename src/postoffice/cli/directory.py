@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
-from postoffice.app import StartupError, open_directory
 from postoffice.cli.common import CliError, config_options, load_config, user_errors
-from postoffice.policy.dkim import KeyStore
+from postoffice.datadir import StartupError, open_directory
 from postoffice.storage.directory import DirectoryError, SqliteDirectory
 
 _errors = user_errors(DirectoryError, StartupError)
@@ -43,6 +42,8 @@ def domain() -> None:
 @_errors
 def domain_add(name: str, config_path: Path | None, data_dir: Path | None) -> None:
     """Add a local domain and make its DKIM keys (RSA 2048 and Ed25519)."""
+    from postoffice.policy.dkim import KeyStore  # dkimpy and cryptography: only here
+
     config = load_config(config_path, data_dir, create=True)
     open_directory(config).add_domain(name)
     KeyStore(config.data_dir).ensure(name.lower(), config.dkim.selector_prefix)

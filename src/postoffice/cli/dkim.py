@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from postoffice.app import StartupError, open_directory
 from postoffice.cli.common import CliError, config_options, load_config, user_errors
+from postoffice.datadir import StartupError, open_directory
 from postoffice.dnsrecords import key_records, zone_text
 from postoffice.policy.dkim import DEFAULT_SELECTOR_PREFIX, DkimKeyError, KeyStore
 

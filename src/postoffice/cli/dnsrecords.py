@@ -19,9 +19,9 @@ from pathlib import Path
 
 import click
 
-from postoffice.app import StartupError, open_directory
 from postoffice.cli.common import CliError, config_options, load_config, user_errors
 from postoffice.config import Config
+from postoffice.datadir import StartupError, open_directory
 from postoffice.dns import DnsError, DnsPythonResolver, Resolver
 from postoffice.dnsrecords import (
     Finding,

@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
-from postoffice.app import Paths
 from postoffice.cli.common import CliError, config_options, load_config, user_errors
 from postoffice.control import ControlError, ControlUnavailable, request
+from postoffice.datadir import Paths
 from postoffice.journal import Journal
 from postoffice.queue.admin import OFFLINE, unknown
 from postoffice.queue.entry import QueueEntry, QueueState

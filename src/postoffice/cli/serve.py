@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from postoffice.app import StartupError
-from postoffice.app import serve as run_server
 from postoffice.cli.common import CliError, config_options, load_config
+from postoffice.datadir import StartupError
 from postoffice.logs import EventLog
 
 
@@ -21,6 +20,8 @@ def serve(config_path: Path | None, data_dir: Path | None, log_format: str | Non
     """Start the mail server (creates the data dir with a default config on first run)."""
     config = load_config(config_path, data_dir, create=True)
     log = EventLog(log_format or config.log.format, config.log.level)
+    from postoffice.app import serve as run_server  # the whole server: only when serving
+
     try:
         status = asyncio.run(run_server(config, log))
     except StartupError as exc:

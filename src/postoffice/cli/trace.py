@@ -22,9 +22,9 @@ from typing import Any
 
 import click
 
-from postoffice.app import Paths
 from postoffice.cli.common import CliError, config_options, load_config, user_errors
 from postoffice.cli.queue import entry_json, next_attempt, stamp
+from postoffice.datadir import Paths
 from postoffice.journal import Journal, Record, is_message_id
 from postoffice.queue.spool import Spool, UnknownQid
 
