@@ -15,6 +15,9 @@ need() {
 need swaks command -v swaks
 need postfix command -v /usr/sbin/postfix
 need curl command -v curl
+# POP3 clients of the interop tests (tests/interop/test_pop3_clients.py).
+need fetchmail command -v fetchmail
+need getmail6 command -v getmail
 # swaks --tls / --tlsc load these Perl modules only when asked to, so check them apart.
 need libnet-ssleay-perl perl -MNet::SSLeay -e1
 need libio-socket-ssl-perl perl -MIO::Socket::SSL -e1

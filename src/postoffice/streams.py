@@ -30,7 +30,7 @@ async def start_tls(
     """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 16)
-    protocol = asyncio.StreamReaderProtocol(reader)
+    protocol = _TlsStreamProtocol(reader)
     transport = await loop.start_tls(
         writer.transport,
         protocol,
@@ -42,3 +42,11 @@ async def start_tls(
     if transport is None:
         raise ConnectionResetError("connection closed during the TLS handshake")
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+class _TlsStreamProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol for TLS: an EOF ends the connection (half-close has no TLS form)."""
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False  # asyncio warns when True is returned over SSL, and ignores it

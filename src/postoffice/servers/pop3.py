@@ -210,7 +210,11 @@ class Pop3Session:
             self.task.cancel()
 
     def release(self) -> None:
-        """Give back the maildrop lock; marked messages stay (no UPDATE without QUIT)."""
+        """Give back the maildrop lock and close the mailbox's index; marked messages stay
+        (no UPDATE without QUIT)."""
+        if self.mailbox is not None:
+            self.mailbox.close()  # its index file, not left to the garbage collector
+            self.mailbox = None
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -223,13 +227,13 @@ class Pop3Session:
         return bool(self.tls) or (self.loopback and self.ctx.config.pop3.allow_plaintext_loopback)
 
     async def on_capa(self, event: events.Capa) -> bytes:
+        # RFC 2449 §5: what AUTHORIZATION announces is announced in TRANSACTION too
         allowed = self.login_allowed
-        mechanisms = sasl.mechanism_names() if allowed else ()
         return self.conn.send(
             pop3.capabilities(
                 tls_active=bool(self.tls),
-                user_allowed=allowed and not self.user,
-                sasl=mechanisms if not self.user else (),
+                user_allowed=allowed,
+                sasl=sasl.mechanism_names() if allowed else (),
                 implementation=IMPLEMENTATION,
                 login_delay=None,
                 expire=None,
@@ -310,15 +314,17 @@ class Pop3Session:
         """Lock the maildrop and freeze its message list (RFC 1939 §4, §8)."""
         store = self.ctx.store
         try:
-            lock = await asyncio.to_thread(store.lock_maildrop, user)
-            if lock is None:
+            # held by the session at once, so that release() frees them whatever happens next
+            self.lock = await asyncio.to_thread(store.lock_maildrop, user)
+            if self.lock is None:
                 return IN_USE
-            mailbox = store.mailbox(user)
-            messages = await asyncio.to_thread(mailbox.messages)
+            self.mailbox = store.mailbox(user)
+            messages = await asyncio.to_thread(self.mailbox.messages)
         except OSError as exc:
+            self.release()
             self.ctx.log.warning("maildrop_error", client=self.client, user=user, error=str(exc))
             return Err("cannot open the maildrop, try again later", "SYS/TEMP")
-        self.lock, self.mailbox, self.messages, self.user = lock, mailbox, messages, user
+        self.messages, self.user = messages, user
         self.ctx.log.event(
             "login", listener="pop3", client=self.client, user=user, tls=self.tls or None
         )

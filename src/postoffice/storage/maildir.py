@@ -50,6 +50,8 @@ _SUBDIRS = ("tmp", "new", "cur")
 _FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 _LETTERS = {flag.lower(): letter for letter, flag in _FLAGS.items()}
 _ARRIVAL = re.compile(r"(\d+)\.(?:M(\d{1,6}))?")
+_VSIZE = re.compile(r",W=([0-9]+)")  # Dovecot's virtual (CRLF) size
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")  # each becomes CRLF on the wire
 _SIZE = re.compile(r",S=(\d+)")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]+")
 _KEYWORD = re.compile(r'[^\x00-\x20\x7f(){%*"\\\]]+')  # RFC 3501 §9 atom
@@ -267,14 +269,20 @@ class MaildirMailbox:
         return None if row is None else _Entry(*row)
 
     def _describe(self, key: str, path: Path) -> tuple[float, int]:
-        """Arrival time and size from the name; a stat only for what a foreign name lacks."""
-        arrival, size = _arrival(key), _SIZE.search(key)
+        """Arrival time and CRLF size from the name; the file itself only for foreign names.
+
+        The size is that of the CRLF form POP3 sends (RFC 1939 §11): our own files are
+        stored with CRLF and named `,S=`; Dovecot names the CRLF size `,W=` (its `,S=` is
+        the LF size); a name with neither is measured once, here, when first indexed.
+        """
+        arrival = _arrival(key)
+        size = _VSIZE.search(key) or _SIZE.search(key)
         if arrival is not None and size is not None:
             return arrival, int(size[1])
         stat = os.stat(path)
         return (
             stat.st_mtime if arrival is None else arrival,
-            stat.st_size if size is None else int(size[1]),
+            _crlf_size(path) if size is None else int(size[1]),
         )
 
     def _sync(self, db: sqlite3.Connection) -> dict[str, _Entry]:
@@ -464,3 +472,9 @@ class MaildirStore:
                     and (base / name / "cur").is_dir()
                 ):
                     yield name[1:]
+
+
+def _crlf_size(path: Path) -> int:
+    """Octets of the file once every bare CR and bare LF is sent as CRLF."""
+    data = path.read_bytes()
+    return len(data) + len(_BARE_LINE_END.findall(data))
