@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: run test lint format deps clean
+.PHONY: run test lint format deps clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
 	touch $@ $(VENV)/.installed-run
 
 ## run: set up and start the server on its embedded default (./postoffice-data)
@@ -29,6 +33,11 @@ test: $(VENV)/.installed-dev deps
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/pytest
+
+## bench: postoffice vs Postfix, Dovecot and aiosmtpd on loopback (not in test/CI; BENCH_QUICK=1: smoke run)
+bench: $(VENV)/.installed-bench
+	sh bench/debian-packages.sh
+	$(BIN)/python -m bench.run
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests

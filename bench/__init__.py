@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of postoffice against Postfix, Dovecot and aiosmtpd (`make bench`)."""

@@ -1,0 +1,197 @@
+"""A private Dovecot POP3 server on one loopback address, the peer of the POP3 benchmark.
+
+`DovecotInstance` writes its own dovecot.conf under a root directory and keeps its runtime
+directory, state, log, password file and Maildirs there, so the system's Dovecot (if any) and
+its configuration are never touched. Only POP3 is served, in plaintext (`ssl = no`,
+`disable_plaintext_auth = no`): the benchmark compares mail handling, not TLS. Users come from
+a passwd-file with plain passwords; their mail is `maildir:<root>/mail/<user>`, owned by the
+unprivileged `nobody` user that Dovecot's mail processes run as. Everything else is Dovecot's
+default (fsync policy, index files, one login process per connection).
+
+    with DovecotInstance(root, address="127.0.0.23", port=2110, users={"bob": "pw"}) as pop:
+        shutil.copytree(maildrop, pop.maildir("bob"), dirs_exist_ok=True); pop.own_mail()
+
+Dovecot starts as root, so, as with Postfix, `root` must be reachable by others (a
+`tempfile.mkdtemp()` made 0755).
+
+Standards: none of its own; the settings are those of Dovecot 2.3 (doveconf -a).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from bench.procs import alive, with_descendants
+
+MAIL_USER = "nobody"
+
+
+def dovecot_binary() -> str | None:
+    """Path of the dovecot master binary (PATH, then /usr/sbin); None when not installed."""
+    found = shutil.which("dovecot")
+    if found is None and os.access("/usr/sbin/dovecot", os.X_OK):
+        found = "/usr/sbin/dovecot"
+    return found
+
+
+def dovecot_version() -> str:
+    binary = dovecot_binary()
+    if binary is None:
+        return "not installed"
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
+class DovecotInstance:
+    """One private Dovecot serving POP3 on `address:port`, everything under `root`."""
+
+    def __init__(self, root: Path, *, address: str, port: int, users: dict[str, str]) -> None:
+        self.root = root.resolve()
+        self.address = address
+        self.port = port
+        self.users = dict(users)
+        self.config_path = self.root / "dovecot.conf"
+        self.log_path = self.root / "dovecot.log"
+        self.mail_dir = self.root / "mail"
+        self._master_pid: int | None = None
+        mail_user = pwd.getpwnam(MAIL_USER)
+        self._uid, self._gid = mail_user.pw_uid, mail_user.pw_gid
+
+    def _write_config(self) -> None:
+        for name in ("run", "state", "home"):
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        self.mail_dir.mkdir(exist_ok=True)
+        os.chown(self.mail_dir, self._uid, self._gid)
+        passwd = self.root / "passwd"
+        passwd.write_text("".join(f"{user}:{{PLAIN}}{pw}\n" for user, pw in self.users.items()))
+        passwd.chmod(0o600)
+        # Read by the auth process, which runs as default_internal_user.
+        internal = pwd.getpwnam("dovecot")
+        os.chown(passwd, internal.pw_uid, internal.pw_gid)
+        self.config_path.write_text(
+            f"""\
+# Written by bench/dovecot.py: a private POP3 server for the benchmark.
+protocols = pop3
+listen = {self.address}
+base_dir = {self.root}/run
+state_dir = {self.root}/state
+instance_name = postoffice-bench
+log_path = {self.log_path}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:{self.mail_dir}/%u
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={self._uid} gid={self._gid} home={self.root}/home/%u
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {self.address}
+    port = {self.port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+""",
+            "utf-8",
+        )
+
+    def maildir(self, user: str) -> Path:
+        return self.mail_dir / user
+
+    def own_mail(self) -> None:
+        """Give every file under the Maildirs to the mail user (after copying mail in as root)."""
+        for directory, _subdirs, files in os.walk(self.mail_dir):
+            os.chown(directory, self._uid, self._gid)
+            for name in files:
+                os.chown(os.path.join(directory, name), self._uid, self._gid)
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Write the config, start the master and wait until POP3 greets."""
+        binary = dovecot_binary()
+        if binary is None:
+            raise FileNotFoundError("dovecot is not installed (Debian package dovecot-pop3d)")
+        self._write_config()
+        # The daemon keeps its stderr open: a pipe would never see EOF, so a file it is.
+        errors_path = self.root / "dovecot.stderr"
+        with errors_path.open("wb") as errors:
+            result = subprocess.run(
+                [binary, "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=errors,
+                stderr=errors,
+                timeout=timeout,
+                check=False,
+            )
+        if result.returncode != 0:
+            said = errors_path.read_text("utf-8", errors="replace")
+            raise RuntimeError(f"dovecot failed to start: {said}{self.log()}")
+        self._master_pid = int((self.root / "run" / "master.pid").read_text().split()[0])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.address, self.port), timeout=1) as sock:
+                    if sock.recv(512).startswith(b"+OK"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"dovecot did not answer on {self.address}:{self.port}\n{self.log()}")
+
+    def pids(self) -> list[int]:
+        """The master and every process it started."""
+        return [] if self._master_pid is None else with_descendants(self._master_pid)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the master (it ends its children) and wait; SIGKILL what is left."""
+        pid, self._master_pid = self._master_pid, None
+        if pid is None:
+            return
+        processes = with_descendants(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while living := [p for p in processes if alive(p)]:
+            if time.monotonic() > deadline:
+                for leftover in living:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(leftover, signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> DovecotInstance:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
