@@ -38,6 +38,8 @@ from postoffice.queue.bounce import Bouncer
 from postoffice.queue.cleanup import Cleanup
 from postoffice.queue.scheduler import Scheduler
 from postoffice.queue.spool import Spool
+from postoffice.servers.imap import BUSY_LINE as IMAP_BUSY
+from postoffice.servers.imap import ImapContext, ImapSession
 from postoffice.servers.listener import ConnectionCounter, Listener, SessionFactory
 from postoffice.servers.login import LoginGate
 from postoffice.servers.pop3 import BUSY as POP3_BUSY
@@ -179,6 +181,9 @@ class Server:
         self._pop3 = Pop3Context(
             config, self.store, self.gate, self.tls, self.client_limits, self.log
         )
+        self._imap = ImapContext(
+            config, self.store, self.gate, self.tls, self.client_limits, self.log
+        )
         policy = RecipientPolicy(self.directory, list(config.smtp.relay_networks), DEFAULT_DOMAIN)
         for role in ("smtp", "submission"):
             self._contexts[role] = SmtpContext(
@@ -220,6 +225,8 @@ class Server:
             ("submissions", "submission", conf.submission.listen_tls, True),  # RFC 8314 §3.3
             ("pop3", "pop3", conf.pop3.listen, False),
             ("pop3s", "pop3", conf.pop3.listen_tls, True),
+            ("imap", "imap", conf.imap.listen, False),
+            ("imaps", "imap", conf.imap.listen_tls, True),
         )
         pop3_busy = f"-ERR [{POP3_BUSY.code}] {POP3_BUSY.text}\r\n".encode()
         smtp_busy = f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode()
@@ -229,7 +236,7 @@ class Server:
                 addresses,
                 self._session_factory(role),
                 max_connections=conf.limits.max_connections,
-                busy_line=pop3_busy if role == "pop3" else smtp_busy,
+                busy_line={"pop3": pop3_busy, "imap": IMAP_BUSY}.get(role, smtp_busy),
                 log=self.log,
                 counter=self.counter,
                 client_limits=self.client_limits,
@@ -251,6 +258,8 @@ class Server:
         """Sessions read their context through a lambda, so SIGHUP reaches new sessions."""
         if role == "pop3":
             return lambda r, w, tls: Pop3Session(lambda: self._pop3, r, w, tls=tls)
+        if role == "imap":
+            return lambda r, w, tls: ImapSession(lambda: self._imap, r, w, tls=tls)
         return lambda r, w, tls: SmtpSession(lambda: self._contexts[role], r, w, tls=tls)
 
     def reload(self) -> None:
@@ -324,6 +333,8 @@ def _print_banner(config: Config, bound: list[tuple[str, str]]) -> None:
         "submissions": "submission, implicit TLS",
         "pop3": "POP3, STLS",
         "pop3s": "POP3, implicit TLS",
+        "imap": "IMAP, STARTTLS",
+        "imaps": "IMAP, implicit TLS",
     }
     print(f"postoffice {config.hostname} — data in {config.data_dir}", flush=True)
     for role, addr in bound:

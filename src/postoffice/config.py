@@ -48,6 +48,14 @@ class Pop3Section:
 
 
 @dataclass(frozen=True, slots=True)
+class ImapSection:
+    listen: tuple[str, ...] = ("127.0.0.1:2143",)  # STARTTLS (RFC 9051 §6.2.1), port 143
+    listen_tls: tuple[str, ...] = ("127.0.0.1:2993",)  # implicit TLS (RFC 8314), port 993
+    allow_plaintext_loopback: bool = True  # LOGIN and AUTHENTICATE without TLS from loopback
+    idle_timeout: float = 1800.0  # RFC 9051 §5.4: at least 30 minutes
+
+
+@dataclass(frozen=True, slots=True)
 class ChecksSection:
     mode: str = "enforce"  # SPF/DKIM/DMARC on port 25: enforce | monitor | off
     dmarc_reject: bool = True  # false: a p=reject failure goes to Junk instead of 550
@@ -136,6 +144,7 @@ class Config:
     smtp: SmtpSection = field(default_factory=SmtpSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)
     pop3: Pop3Section = field(default_factory=Pop3Section)
+    imap: ImapSection = field(default_factory=ImapSection)
     tls: TlsSection = field(default_factory=TlsSection)
     checks: ChecksSection = field(default_factory=ChecksSection)
     dkim: DkimSection = field(default_factory=DkimSection)
@@ -287,6 +296,12 @@ def _check(config: Config, file: str) -> None:
     ):
         for text in listens:
             _hostport(text, file, (section, "listen"))
+    for key, listens in (
+        (("imap", "listen"), config.imap.listen),
+        (("imap", "listen_tls"), config.imap.listen_tls),
+    ):
+        for text in listens:
+            _hostport(text, file, key)
     for text in config.dns.nameservers:
         _hostport(text, file, ("dns", "nameservers"))
     networks = (
@@ -303,6 +318,8 @@ def _check(config: Config, file: str) -> None:
                 ) from None
     if config.pop3.idle_timeout < 600:
         raise ConfigError(f"{file}: [pop3] idle_timeout: RFC 1939 §3 needs at least 600 seconds")
+    if config.imap.idle_timeout < 1800:
+        raise ConfigError(f"{file}: [imap] idle_timeout: RFC 9051 §5.4 needs at least 1800 seconds")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError(f"{file}: [tls] cert and key must be set together")
     if config.relay.smarthost:

@@ -49,6 +49,8 @@ class ServerProcess:
         submissions_port: int | None = None,
         pop3_port: int | None = None,
         pop3s_port: int | None = None,
+        imap_port: int | None = None,
+        imaps_port: int | None = None,
     ):
         self.data_dir = data_dir
         self.host = host
@@ -58,6 +60,8 @@ class ServerProcess:
         self.submissions_port = submissions_port or free_port(host)  # implicit TLS
         self.pop3_port = pop3_port or free_port(host)
         self.pop3s_port = pop3s_port or free_port(host)  # implicit TLS
+        self.imap_port = imap_port or free_port(host)
+        self.imaps_port = imaps_port or free_port(host)  # implicit TLS
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -77,6 +81,8 @@ class ServerProcess:
             f'listen_tls = ["{self.host}:{self.submissions_port}"]\n'
             f'[pop3]\nlisten = ["{self.host}:{self.pop3_port}"]\n'
             f'listen_tls = ["{self.host}:{self.pop3s_port}"]\n'
+            f'[imap]\nlisten = ["{self.host}:{self.imap_port}"]\n'
+            f'listen_tls = ["{self.host}:{self.imaps_port}"]\n'
             f"[limits]\nshutdown_grace = 5\n",
             "utf-8",
         )

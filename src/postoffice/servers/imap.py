@@ -1,0 +1,814 @@
+"""The IMAP server: a thin asyncio adapter around the IMAP core and the Maildir store.
+
+The core (`protocols/imap`) frames commands and literals, enforces the state table and
+serialises responses; this module reads and writes, times out idle sessions, logs in
+through the shared `LoginGate` (passwords only under TLS, or from loopback when
+`[imap] allow_plaintext_loopback`), and maps each command event to a handler that writes
+untagged data and returns the tagged completion. Folders are the user's Maildir++ folders
+("." is the hierarchy delimiter); INBOX, Sent, Drafts, Trash, Junk and Archive are created
+at the first login and carry RFC 6154 special-use attributes. Subscriptions are a plain
+`postoffice-subscriptions` file in the user's Maildir. The selected mailbox
+(imap_mailbox.py) is compared with the store before every completion, so other sessions'
+changes appear at the next command; IDLE polls the selected mailbox once a second (one
+mailbox only; no inotify). APPEND keeps the arrival time, not the client's date-time.
+
+Standards: RFC 9051 (IMAP4rev2), RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 2971 (ID),
+RFC 2342 (NAMESPACE), RFC 4315 (UIDPLUS), RFC 4959 (SASL-IR), RFC 5161 (ENABLE),
+RFC 5258/RFC 5819 (LIST-EXTENDED, LIST-STATUS), RFC 6154 (SPECIAL-USE), RFC 6851 (MOVE),
+RFC 7162 (CONDSTORE), RFC 7888 (LITERAL+), RFC 7889 (APPENDLIMIT), RFC 8314 (implicit TLS)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from postoffice.config import Config
+from postoffice.logs import EventLog
+from postoffice.policy.limits import ClientLimits
+from postoffice.protocols import sasl
+from postoffice.protocols.imap import (
+    NEED_DATA,
+    PAUSED,
+    Bad,
+    Bye,
+    Continuation,
+    Limits,
+    No,
+    Ok,
+    UntaggedOk,
+    codes,
+    events,
+    responses,
+)
+from postoffice.protocols.imap.connection import ServerConnection
+from postoffice.protocols.imap.fetch import FetchAttribute
+from postoffice.protocols.imap.sequence import SequenceSet
+from postoffice.protocols.imap.states import State
+from postoffice.servers.imap_mailbox import SYSTEM_FLAGS, SelectedMailbox, flag_atoms
+from postoffice.servers.login import Login, LoginGate
+from postoffice.storage.base import MailStore
+from postoffice.streams import start_tls
+from postoffice.tls import ServerTls, describe
+
+IMPLEMENTATION = "postoffice"
+DELIMITER = "."
+SPECIAL_USE = {
+    "Sent": "\\Sent",
+    "Drafts": "\\Drafts",
+    "Trash": "\\Trash",
+    "Junk": "\\Junk",
+    "Archive": "\\Archive",
+}
+SUBSCRIPTIONS = "postoffice-subscriptions"
+BUSY_LINE = b"* BYE [UNAVAILABLE] too many connections, try again later\r\n"
+TIMEOUT = Bye("idle too long, closing connection")
+SHUTTING_DOWN = Bye("server shutting down", codes.UNAVAILABLE)
+TOO_MANY_ERRORS = Bye("too many errors, closing connection")
+TOO_FAST = Bye("too many commands, slow down", codes.UNAVAILABLE)
+NEEDS_TLS = No("use STARTTLS (or port 993) before logging in", codes.PRIVACYREQUIRED)
+LOGIN_FAILED = No("invalid user name or password", codes.AUTHENTICATIONFAILED)
+LOCKED_OUT = No("too many failed logins, try again later", codes.UNAVAILABLE)
+NONEXISTENT = No("no such mailbox", codes.NONEXISTENT)
+_CAPS = [
+    "IMAP4rev2",
+    "IMAP4rev1",
+    "LITERAL+",
+    "ENABLE",
+    "ID",
+    "IDLE",
+    "NAMESPACE",
+    "UIDPLUS",
+    "MOVE",
+    "UNSELECT",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "CONDSTORE",
+]
+_ENABLEABLE = frozenset({"IMAP4REV2", "CONDSTORE"})
+# RFC 9051 §7.4.1: no EXPUNGE during FETCH, STORE, SEARCH by message number
+_NUMBERED = (events.Fetch, events.Store, events.Search, events.Copy)
+
+
+@dataclass(slots=True)
+class ImapContext:
+    """What every IMAP session shares (swapped whole on SIGHUP)."""
+
+    config: Config
+    store: MailStore
+    gate: LoginGate
+    tls: ServerTls
+    client_limits: ClientLimits
+    log: EventLog
+
+
+Handler = Callable[[Any], Awaitable[responses.Response]]
+
+
+class ImapSession:
+    """One client connection."""
+
+    def __init__(
+        self,
+        context: Callable[[], ImapContext],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls: str = "",
+    ):
+        self.ctx = context()
+        self.reader, self.writer = reader, writer
+        self.plaintext: asyncio.StreamWriter | None = None
+        self.tls = tls
+        self.limits = Limits(literal=self.ctx.config.limits.message_size)
+        self.conn = ServerConnection(self.limits, tls=bool(tls))
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.client_ip = str(peer[0])
+        self.client = f"{peer[0]}:{peer[1]}"
+        self.loopback = ipaddress.ip_address(self.client_ip.split("%")[0]).is_loopback
+        self.user = ""
+        self.login: Login | None = None
+        self.selected: SelectedMailbox | None = None
+        self.idling = False
+        self.errors = 0
+        self.stopping = False
+        self.idle = False
+        self.task: asyncio.Task[None] | None = None
+        self.after_reply: Callable[[], Awaitable[None]] | None = None
+        self.handlers: dict[type, Handler] = {
+            events.Capability: self.on_capability,
+            events.Noop: self.on_noop,
+            events.Check: self.on_noop,
+            events.Logout: self.on_logout,
+            events.Id: self.on_id,
+            events.StartTls: self.on_starttls,
+            events.Login: self.on_login,
+            events.Authenticate: self.on_authenticate,
+            events.AuthenticateData: self.on_authenticate_data,
+            events.Enable: self.on_enable,
+            events.Namespace: self.on_namespace,
+            events.List: self.on_list,
+            events.Lsub: self.on_lsub,
+            events.Create: self.on_create,
+            events.Delete: self.on_delete,
+            events.Rename: self.on_rename,
+            events.Subscribe: self.on_subscribe,
+            events.Unsubscribe: self.on_unsubscribe,
+            events.Status: self.on_status,
+            events.Select: self.on_select,
+            events.Examine: self.on_select,
+            events.Fetch: self.on_fetch,
+            events.Store: self.on_store,
+            events.Search: self.on_search,
+            events.Expunge: self.on_expunge,
+            events.Close: self.on_close,
+            events.Unselect: self.on_close,
+            events.Append: self.on_append,
+            events.Copy: self.on_copy,
+            events.Move: self.on_copy,
+            events.Idle: self.on_idle,
+            events.Done: self.on_done,
+            events.CommandError: self.on_error,
+        }
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def out(self, response: responses.Response) -> None:
+        self.writer.write(self.conn.send(response))
+
+    async def run(self) -> None:
+        self.task = asyncio.current_task()
+        self.ctx.log.event("connect", listener="imap", client=self.client, tls=self.tls or None)
+        started = time.monotonic()
+        try:
+            caps = codes.capability_code(self.capabilities())
+            self.out(UntaggedOk(f"{IMPLEMENTATION} IMAP ready", caps))
+            await self.loop()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.deselect()
+            self.ctx.log.event(
+                "disconnect",
+                listener="imap",
+                client=self.client,
+                user=self.user or None,
+                errors=self.errors,
+                duration=round(time.monotonic() - started, 3),
+            )
+
+    async def loop(self) -> None:
+        conn = self.conn
+        while not conn.closed:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                self.writer.write(conn.data_to_send())  # "+" for synchronising literals
+                await self.writer.drain()
+                data = await self.read()
+                if data is None:
+                    return
+                conn.receive_data(data)
+                continue
+            if event is PAUSED:
+                if conn.state is State.LOGOUT:
+                    break
+                raise RuntimeError("IMAP core paused with no reply pending")
+            if isinstance(event, events.ConnectionClosed):
+                return
+            if not self.ctx.client_limits.command(self.client_ip):
+                await self.goodbye(TOO_FAST)
+                return
+            response = await self.handlers[type(event)](event)
+            if (
+                isinstance(response, Ok | No | Bad)
+                and self.selected is not None
+                and not isinstance(event, events.CommandError)
+                and not conn.closed
+            ):
+                expunges = not (isinstance(event, _NUMBERED) and not event.uid)
+                for update in await asyncio.to_thread(self.selected.refresh, expunges=expunges):
+                    self.out(update)
+            if not conn.closed:
+                self.out(response)
+            if self.after_reply is not None:
+                action, self.after_reply = self.after_reply, None
+                await action()
+            if self.stopping and not conn.closed and conn.state is not State.IDLE:
+                await self.goodbye(SHUTTING_DOWN)
+                return
+        await self.writer.drain()
+
+    async def read(self) -> bytes | None:
+        self.idle = True
+        timeout = self.ctx.config.imap.idle_timeout
+        deadline = time.monotonic() + timeout
+        try:
+            if self.stopping:
+                raise asyncio.CancelledError
+            while True:
+                poll = 1.0 if self.idling and self.selected is not None else timeout
+                try:
+                    async with asyncio.timeout(min(poll, max(deadline - time.monotonic(), 0))):
+                        return await self.reader.read(65536)
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                if self.selected is not None:  # IDLE: RFC 2177 §3 updates as they happen
+                    for update in await asyncio.to_thread(self.selected.refresh):
+                        self.out(update)
+                    await self.writer.drain()
+        except TimeoutError:
+            await self.goodbye(TIMEOUT)  # RFC 9051 §5.4: autologout
+            return None
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            await self.goodbye(SHUTTING_DOWN)
+            return None
+        finally:
+            self.idle = False
+
+    async def goodbye(self, reply: Bye) -> None:
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            self.out(reply)
+            await self.writer.drain()
+        self.writer.close()
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        if self.idle and self.task is not None:
+            self.task.cancel()
+
+    async def abort(self) -> None:
+        self.stopping = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def deselect(self) -> None:
+        if self.selected is not None:
+            self.selected.close()
+            self.selected = None
+
+    # -- any state ------------------------------------------------------------------------
+
+    @property
+    def login_allowed(self) -> bool:
+        """RFC 9051 §6.2.3: passwords only under TLS, or from loopback when configured."""
+        return bool(self.tls) or (self.loopback and self.ctx.config.imap.allow_plaintext_loopback)
+
+    def capabilities(self) -> tuple[str, ...]:
+        caps = list(_CAPS)
+        if self.conn.state is State.NOT_AUTHENTICATED:
+            if not self.tls:
+                caps.append("STARTTLS")
+            if self.login_allowed:
+                caps += ["SASL-IR", *(f"AUTH={m}" for m in sasl.mechanism_names())]
+            else:
+                caps.append("LOGINDISABLED")
+        caps.append(f"APPENDLIMIT={self.limits.literal}")
+        return tuple(caps)
+
+    async def on_capability(self, event: events.Capability) -> responses.Response:
+        self.out(responses.Capabilities(self.capabilities()))
+        return Ok("CAPABILITY completed")
+
+    async def on_noop(self, event: events.Noop | events.Check) -> responses.Response:
+        return Ok("NOOP completed")
+
+    async def on_logout(self, event: events.Logout) -> responses.Response:
+        self.out(Bye(f"{IMPLEMENTATION} IMAP signing off"))
+        self.deselect()
+        return Ok("LOGOUT completed")
+
+    async def on_id(self, event: events.Id) -> responses.Response:
+        self.out(responses.IdResult((("name", IMPLEMENTATION),)))
+        return Ok("ID completed")
+
+    async def on_error(self, event: events.CommandError) -> responses.Response:
+        self.errors += 1
+        self.login = None
+        if isinstance(event.response, Bye):
+            self.out(event.response)
+            self.writer.close()
+            return event.response
+        if self.errors >= self.ctx.config.limits.errors_per_session:
+            self.ctx.log.event("too_many_errors", listener="imap", client=self.client)
+            self.after_reply = self.hang_up
+        if event.tag is None:  # untagged BAD: nothing pending to complete
+            return event.response
+        return event.response
+
+    async def hang_up(self) -> None:
+        await self.goodbye(TOO_MANY_ERRORS)
+
+    # -- not authenticated ----------------------------------------------------------------
+
+    async def on_starttls(self, event: events.StartTls) -> responses.Response:
+        self.after_reply = self.upgrade
+        return Ok("begin TLS negotiation now")
+
+    async def upgrade(self) -> None:
+        """After OK to STARTTLS: drop buffered plaintext (RFC 9051 §6.2.1), then the handshake."""
+        await self.writer.drain()
+        self.conn.start_tls()
+        try:
+            reader, writer = await start_tls(
+                self.writer, self.ctx.tls.context(), server_side=True, timeout=60.0
+            )
+        except (OSError, TimeoutError) as exc:
+            self.ctx.log.event("tls_failed", client=self.client, error=str(exc) or repr(exc))
+            raise ConnectionResetError("TLS handshake failed") from None
+        self.plaintext, self.reader, self.writer = self.writer, reader, writer
+        self.tls = describe(writer.get_extra_info("ssl_object"))
+
+    async def on_login(self, event: events.Login) -> responses.Response:
+        if not self.login_allowed:
+            return NEEDS_TLS
+        if self.ctx.gate.ip_locked(self.client_ip):
+            return LOCKED_OUT
+        self.login = self.ctx.gate.password(self.client_ip)
+        initial = sasl.encode_b64(sasl.client_plain(event.user, event.password))
+        return await self.auth_step(self.login.start(initial))
+
+    async def on_authenticate(self, event: events.Authenticate) -> responses.Response:
+        if not self.login_allowed:
+            return NEEDS_TLS
+        if self.ctx.gate.ip_locked(self.client_ip):
+            return LOCKED_OUT
+        login = self.ctx.gate.begin(self.client_ip, event.mechanism)
+        if login is None:
+            return No("unsupported SASL mechanism", codes.CANNOT)
+        self.login = login
+        return await self.auth_step(login.start(event.initial_response))
+
+    async def on_authenticate_data(self, event: events.AuthenticateData) -> responses.Response:
+        if self.login is None:
+            return Bad("no authentication in progress")
+        return await self.auth_step(self.login.respond(event.line))
+
+    async def auth_step(self, step: sasl.Step) -> responses.Response:
+        login = self.login
+        assert login is not None
+        if isinstance(step, sasl.Challenge):
+            return Continuation(sasl.encode_b64(step.data))
+        self.login = None
+        if isinstance(step, sasl.Success):
+            login.succeeded(step.user)
+            return await self.logged_in(step.user)
+        if step.kind is not sasl.FailureKind.REJECTED:
+            return Bad("authentication cancelled or malformed")
+        await login.failed()
+        self.ctx.log.event("auth_failed", listener="imap", client=self.client, reason=step.reason)
+        return LOCKED_OUT if login.locked else LOGIN_FAILED
+
+    async def logged_in(self, user: str) -> responses.Response:
+        try:
+            await asyncio.to_thread(self.create_defaults, user)
+        except OSError as exc:
+            self.ctx.log.warning("mailbox_error", client=self.client, user=user, error=str(exc))
+            return No("cannot open the mailboxes, try again later", codes.UNAVAILABLE)
+        self.user = user
+        self.ctx.log.event(
+            "login", listener="imap", client=self.client, user=user, tls=self.tls or None
+        )
+        return Ok("logged in", codes.capability_code(self.capabilities_after_login()))
+
+    def capabilities_after_login(self) -> tuple[str, ...]:
+        return (*_CAPS, f"APPENDLIMIT={self.limits.literal}")
+
+    def create_defaults(self, user: str) -> None:
+        existing = set(self.ctx.store.folders(user))
+        for name in ("INBOX", *SPECIAL_USE):
+            if name not in existing:
+                mailbox = self.ctx.store.mailbox(user, name)
+                try:
+                    mailbox.messages()  # creates the Maildir and its index
+                finally:
+                    mailbox.close()
+        path = self.user_dir(user) / SUBSCRIPTIONS
+        if not path.exists():
+            path.write_text("".join(f"{n}\n" for n in ("INBOX", *SPECIAL_USE)), "utf-8")
+
+    # -- authenticated: mailboxes ---------------------------------------------------------
+
+    def user_dir(self, user: str | None = None) -> Path:
+        return Path(self.ctx.store.user_dir(user or self.user))  # type: ignore[attr-defined]
+
+    def folders(self) -> list[str]:
+        return list(self.ctx.store.folders(self.user))
+
+    def exists(self, name: str) -> bool:
+        return name in self.folders()
+
+    @staticmethod
+    def canonical(name: str) -> str:
+        return "INBOX" if name.upper() == "INBOX" else name
+
+    def subscriptions(self) -> list[str]:
+        try:
+            text = (self.user_dir() / SUBSCRIPTIONS).read_text("utf-8")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if line]
+
+    def save_subscriptions(self, names: list[str]) -> None:
+        path = self.user_dir() / SUBSCRIPTIONS
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{n}\n" for n in dict.fromkeys(names)), "utf-8")
+        os.replace(tmp, path)
+
+    async def on_enable(self, event: events.Enable) -> responses.Response:
+        names = tuple(n for n in event.capabilities if n in _ENABLEABLE)
+        self.out(responses.Enabled(names))
+        return Ok("ENABLE completed")
+
+    async def on_namespace(self, event: events.Namespace) -> responses.Response:
+        self.out(responses.Namespaces((("", DELIMITER),)))
+        return Ok("NAMESPACE completed")
+
+    def attributes(self, name: str, folders: list[str], subscribed: set[str]) -> list[str]:
+        children = any(f.startswith(name + DELIMITER) for f in folders)
+        attrs = ["\\HasChildren" if children else "\\HasNoChildren"]
+        if name in SPECIAL_USE:
+            attrs.append(SPECIAL_USE[name])
+        if name in subscribed:
+            attrs.append("\\Subscribed")
+        return attrs
+
+    async def on_list(self, event: events.List) -> responses.Response:
+        if event.patterns == ("",):  # RFC 9051 §6.3.9: the delimiter and root
+            self.out(responses.ListEntry("", DELIMITER, ("\\Noselect",)))
+            return Ok("LIST completed")
+        folders = self.folders()
+        subscribed = set(self.subscriptions())
+        want_subscribed = "SUBSCRIBED" in event.selection
+        special_only = "SPECIAL-USE" in event.selection
+        for name in folders:
+            if not any(_match(event.reference + p, name) for p in event.patterns):
+                continue
+            if want_subscribed and name not in subscribed:
+                continue
+            if special_only and name not in SPECIAL_USE:
+                continue
+            attrs = self.attributes(name, folders, subscribed)
+            if "SUBSCRIBED" not in event.returns and not want_subscribed:
+                attrs = [a for a in attrs if a != "\\Subscribed"]
+            self.out(responses.ListEntry(name, DELIMITER, tuple(attrs)))
+            if event.status:
+                self.out(await self.status_of(name, event.status))
+        return Ok("LIST completed")
+
+    async def on_lsub(self, event: events.Lsub) -> responses.Response:
+        for name in self.subscriptions():
+            if _match(event.reference + event.pattern, name):
+                self.out(responses.ListEntry(name, DELIMITER, (), lsub=True))
+        return Ok("LSUB completed")
+
+    async def on_create(self, event: events.Create) -> responses.Response:
+        name = self.canonical(event.mailbox.rstrip(DELIMITER))
+        if self.exists(name):
+            return No("mailbox already exists", codes.ALREADYEXISTS)
+        try:
+            mailbox = self.ctx.store.mailbox(self.user, name)
+        except ValueError:
+            return No("mailbox name not allowed", codes.CANNOT)
+        try:
+            await asyncio.to_thread(mailbox.messages)
+        finally:
+            mailbox.close()
+        return Ok("CREATE completed")
+
+    async def on_delete(self, event: events.Delete) -> responses.Response:
+        name = self.canonical(event.mailbox)
+        if name == "INBOX":
+            return No("INBOX cannot be deleted", codes.CANNOT)
+        if not self.exists(name) or not _safe(name):
+            return NONEXISTENT
+        if self.selected is not None and self.selected.name == name:
+            return No("mailbox is selected", codes.INUSE)
+        await asyncio.to_thread(shutil.rmtree, self.user_dir() / f".{name}")
+        self.save_subscriptions([s for s in self.subscriptions() if s != name])
+        return Ok("DELETE completed")
+
+    async def on_rename(self, event: events.Rename) -> responses.Response:
+        old, new = self.canonical(event.mailbox), self.canonical(event.new_name)
+        if old == "INBOX":
+            return No("renaming INBOX is not supported", codes.CANNOT)
+        if not self.exists(old) or not _safe(old):
+            return NONEXISTENT
+        if new == "INBOX" or not _safe(new):
+            return No("mailbox name not allowed", codes.CANNOT)
+        if self.exists(new):
+            return No("mailbox already exists", codes.ALREADYEXISTS)
+        base = self.user_dir()
+        for folder in self.folders():  # the folder and its children (Maildir++ names)
+            if folder == old or folder.startswith(old + DELIMITER):
+                os.rename(base / f".{folder}", base / f".{new}{folder[len(old) :]}")
+        return Ok("RENAME completed")
+
+    async def on_subscribe(self, event: events.Subscribe) -> responses.Response:
+        name = self.canonical(event.mailbox)
+        if not self.exists(name):
+            return NONEXISTENT
+        self.save_subscriptions([*self.subscriptions(), name])
+        return Ok("SUBSCRIBE completed")
+
+    async def on_unsubscribe(self, event: events.Unsubscribe) -> responses.Response:
+        name = self.canonical(event.mailbox)
+        self.save_subscriptions([s for s in self.subscriptions() if s != name])
+        return Ok("UNSUBSCRIBE completed")
+
+    async def status_of(self, name: str, items: tuple[str, ...]) -> responses.MailboxStatus:
+        mailbox = self.ctx.store.mailbox(self.user, name)
+        try:
+            messages = await asyncio.to_thread(mailbox.messages)
+            values = {
+                "MESSAGES": len(messages),
+                "UIDNEXT": mailbox.uidnext,
+                "UIDVALIDITY": mailbox.uidvalidity,
+                "UNSEEN": sum("\\Seen" not in m.flags for m in messages),
+                "DELETED": sum("\\Deleted" in m.flags for m in messages),
+                "SIZE": sum(m.size for m in messages),
+                "RECENT": 0,
+                "HIGHESTMODSEQ": mailbox.highestmodseq,
+            }
+        finally:
+            mailbox.close()
+        return responses.MailboxStatus(name, tuple((i, values[i]) for i in items if i in values))
+
+    async def on_status(self, event: events.Status) -> responses.Response:
+        name = self.canonical(event.mailbox)
+        if not self.exists(name):
+            return NONEXISTENT
+        self.out(await self.status_of(name, event.items))
+        return Ok("STATUS completed")
+
+    async def on_select(self, event: events.Select | events.Examine) -> responses.Response:
+        if self.selected is not None:
+            self.deselect()
+            self.out(UntaggedOk("previous mailbox closed", codes.CLOSED))  # RFC 9051 §7.1
+        name = self.canonical(event.mailbox)
+        if not self.exists(name):
+            return NONEXISTENT
+        readonly = isinstance(event, events.Examine)
+        mailbox = self.ctx.store.mailbox(self.user, name)
+        self.selected = selected = await asyncio.to_thread(
+            SelectedMailbox, name, mailbox, readonly=readonly
+        )
+        self.out(responses.Flags(SYSTEM_FLAGS))
+        self.out(responses.Exists(len(selected.messages)))
+        if "IMAP4REV2" not in self.conn.enabled:
+            self.out(responses.Recent(0))
+        permanent = () if readonly else (*SYSTEM_FLAGS, "\\*")
+        self.out(UntaggedOk("flags", codes.permanentflags(permanent)))
+        self.out(UntaggedOk("UIDs valid", codes.uidvalidity(mailbox.uidvalidity)))
+        self.out(UntaggedOk("predicted next UID", codes.uidnext(mailbox.uidnext)))
+        self.out(UntaggedOk("modseq", codes.highestmodseq(mailbox.highestmodseq)))
+        if readonly:
+            return Ok("EXAMINE completed", codes.READ_ONLY)
+        return Ok("SELECT completed", codes.READ_WRITE)
+
+    # -- selected -------------------------------------------------------------------------
+
+    def mailbox_view(self) -> SelectedMailbox:
+        assert self.selected is not None
+        return self.selected
+
+    async def on_fetch(self, event: events.Fetch) -> responses.Response:
+        view = self.mailbox_view()
+        attributes = event.request.attributes
+        if event.uid and not any(a.name == "UID" for a in attributes):
+            attributes = (*attributes, _UID)
+        content = view.needs_content(attributes)
+        sets_seen = not view.readonly and any(a.sets_seen for a in attributes)
+        for number, found in view.targets(event.sequence, uid=event.uid):
+            info = found
+            if (
+                event.request.changed_since is not None
+                and info.modseq <= event.request.changed_since
+            ):
+                continue
+            try:
+                data = await asyncio.to_thread(view.mailbox.read, info.key) if content else None
+            except (KeyError, OSError):
+                continue  # expunged by another session: RFC 9051 §7.4.1 lets us omit it
+            if sets_seen and "\\Seen" not in info.flags:
+                with contextlib.suppress(KeyError, ValueError):
+                    info = view.mailbox.set_flags(info.key, info.flags | {"\\Seen"})
+                    view.replace(info)
+                    if not any(a.name == "FLAGS" for a in attributes):
+                        attributes = (*attributes, _FLAGS)
+            items = view.fetch_items(info, attributes, data)
+            self.out(responses.FetchResult(number, tuple(items)))
+        return Ok("FETCH completed")
+
+    async def on_store(self, event: events.Store) -> responses.Response:
+        view = self.mailbox_view()
+        if view.readonly:
+            return No("mailbox is read-only", codes.READ_ONLY)
+        wanted = frozenset(f for f in event.flags if f != "\\Recent")
+        modified = []
+        for number, found in view.targets(event.sequence, uid=event.uid):
+            info = found
+            if event.unchanged_since is not None and info.modseq > event.unchanged_since:
+                modified.append(info.uid if event.uid else number)
+                continue
+            if event.mode is events.StoreMode.ADD:
+                flags = info.flags | wanted
+            elif event.mode is events.StoreMode.REMOVE:
+                flags = info.flags - wanted
+            else:
+                flags = wanted
+            if flags != info.flags:
+                try:
+                    info = await asyncio.to_thread(view.mailbox.set_flags, info.key, flags)
+                except KeyError:
+                    continue
+                except ValueError:
+                    return Bad("invalid flag")
+                view.replace(info)
+            if not event.silent:
+                items: list[tuple[str, Any]] = [("FLAGS", flag_atoms(info.flags))]
+                if event.uid:
+                    items.insert(0, ("UID", info.uid))
+                if event.unchanged_since is not None:
+                    items.append(("MODSEQ", (info.modseq,)))
+                self.out(responses.FetchResult(number, tuple(items)))
+        if modified:
+            return Ok("conditional STORE failed", codes.modified(SequenceSet.of(modified)))
+        return Ok("STORE completed")
+
+    async def on_search(self, event: events.Search) -> responses.Response:
+        view = self.mailbox_view()
+        found = await asyncio.to_thread(view.search, event.program.criteria)
+        numbers = [m.uid if event.uid else n for n, m in found]
+        returns = event.program.returns
+        if returns is None and "IMAP4REV2" not in self.conn.enabled:
+            self.out(responses.SearchResult(tuple(numbers)))
+            return Ok("SEARCH completed")
+        options = returns or frozenset({"ALL"})
+        self.out(
+            responses.ESearchResult(
+                event.tag,
+                event.uid,
+                min=min(numbers) if numbers and "MIN" in options else None,
+                max=max(numbers) if numbers and "MAX" in options else None,
+                count=len(numbers) if "COUNT" in options else None,
+                all=SequenceSet.of(numbers) if numbers and "ALL" in options else None,
+            )
+        )
+        return Ok("SEARCH completed")
+
+    async def on_expunge(self, event: events.Expunge) -> responses.Response:
+        view = self.mailbox_view()
+        if view.readonly:
+            return No("mailbox is read-only", codes.READ_ONLY)
+        for update in await asyncio.to_thread(view.expunge, event.uids):
+            self.out(update)
+        return Ok("EXPUNGE completed")
+
+    async def on_close(self, event: events.Close | events.Unselect) -> responses.Response:
+        view = self.mailbox_view()
+        if isinstance(event, events.Close) and not view.readonly:
+            await asyncio.to_thread(view.expunge)  # RFC 9051 §6.4.1: silently
+        self.deselect()
+        return Ok("CLOSE completed")
+
+    async def on_append(self, event: events.Append) -> responses.Response:
+        name = self.canonical(event.mailbox)
+        if not self.exists(name):
+            return No("no such mailbox", codes.TRYCREATE)
+        flags = frozenset(f for f in event.flags if f != "\\Recent")
+        mailbox = self.ctx.store.mailbox(self.user, name)
+        try:
+            uid = await asyncio.to_thread(_store_copy, mailbox, event.message, flags)
+            validity = mailbox.uidvalidity
+        except ValueError:
+            return Bad("invalid flag")
+        finally:
+            mailbox.close()
+        return Ok("APPEND completed", codes.appenduid(validity, SequenceSet.of([uid])))
+
+    async def on_copy(self, event: events.Copy | events.Move) -> responses.Response:
+        view = self.mailbox_view()
+        move = isinstance(event, events.Move)
+        if move and view.readonly:
+            return No("mailbox is read-only", codes.READ_ONLY)
+        name = self.canonical(event.mailbox)
+        if not self.exists(name):
+            return No("no such mailbox", codes.TRYCREATE)
+        chosen = view.targets(event.sequence, uid=event.uid)
+        if not chosen:
+            return Ok("nothing to copy")
+        target = self.ctx.store.mailbox(self.user, name)
+        sources, copies = [], []
+        try:
+            for _, info in chosen:
+                try:
+                    data = await asyncio.to_thread(view.mailbox.read, info.key)
+                except KeyError:
+                    continue
+                copies.append(await asyncio.to_thread(_store_copy, target, data, info.flags))
+                sources.append(info.uid)
+            validity = target.uidvalidity
+        finally:
+            target.close()
+        if not copies:
+            return No("messages vanished", codes.EXPUNGEISSUED)
+        code = codes.copyuid(validity, SequenceSet.of(sources), SequenceSet.of(copies))
+        if not move:
+            return Ok("COPY completed", code)
+        self.out(UntaggedOk("moved", code))  # RFC 6851 §4.3
+        moved = [(n, m) for n, m in chosen if m.uid in set(sources)]
+        for update in await asyncio.to_thread(view.remove, moved):
+            self.out(update)
+        return Ok("MOVE completed")
+
+    async def on_idle(self, event: events.Idle) -> responses.Response:
+        self.idling = True
+        return Continuation("idling")
+
+    async def on_done(self, event: events.Done) -> responses.Response:
+        self.idling = False
+        return Ok("IDLE terminated")
+
+
+_UID = FetchAttribute("UID")
+_FLAGS = FetchAttribute("FLAGS")
+
+
+def _store_copy(mailbox: Any, data: bytes, flags: frozenset[str]) -> int:
+    """Deliver `data` to `mailbox` with `flags`; the UID it got."""
+    key = mailbox.deliver(data)
+    if flags:
+        return int(mailbox.set_flags(key, flags).uid)
+    for info in mailbox.messages():
+        if info.key == key:
+            return int(info.uid)
+    raise KeyError(key)
+
+
+def _safe(name: str) -> bool:
+    return not (name.startswith(".") or ".." in name or "/" in name or not name.isprintable())
+
+
+def _match(pattern: str, name: str) -> bool:
+    """RFC 9051 §6.3.9: "*" matches anything, "%" anything but the delimiter."""
+    regex = "".join(".*" if c == "*" else "[^.]*" if c == "%" else re.escape(c) for c in pattern)
+    if name == "INBOX":  # INBOX is case-insensitive
+        pattern = re.sub("^inbox", "INBOX", pattern, flags=re.IGNORECASE)
+        regex = "".join(
+            ".*" if c == "*" else "[^.]*" if c == "%" else re.escape(c) for c in pattern
+        )
+    return re.fullmatch(regex, name) is not None

@@ -1,0 +1,282 @@
+"""The selected mailbox of an IMAP session: a snapshot of the store, its updates and lookups.
+
+A session sees its mailbox through `SelectedMailbox`: the message list it last told the
+client about (message sequence numbers are positions in it), refreshed from the store's
+`messages()` between commands so that changes by other sessions and by delivery are
+reported as untagged EXPUNGE (descending, so every number is valid when sent), FETCH
+(FLAGS) and EXISTS responses. SEARCH criteria (the core's tree, search.py) are evaluated
+here over `MessageInfo` and, only for header, body and sent-date keys, the message octets.
+FETCH data items are built here too, from the core's structure.py and sections.py.
+
+Standards: RFC 9051 §5.2 (mailbox size and message status updates), §6.4.4 (SEARCH),
+§6.4.5 and §7.5.2 (FETCH), §7.4.1 (EXPUNGE); RFC 7162 §3.1 (MODSEQ); RFC 3516 (BINARY)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import email.header
+import email.utils
+from collections.abc import Callable
+
+from postoffice.protocols.imap import mime, responses, search, sections, structure
+from postoffice.protocols.imap.fetch import FetchAttribute, Section
+from postoffice.protocols.imap.sequence import SequenceSet
+from postoffice.protocols.imap.serializer import Atom, Literal8, Value
+from postoffice.storage.base import Mailbox, MessageInfo
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_CONTENT_FREE = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
+
+
+def flag_atoms(flags: frozenset[str]) -> tuple[Atom, ...]:
+    return tuple(Atom(flag) for flag in sorted(flags))
+
+
+def internaldate(when: float) -> str:
+    """RFC 9051 §9 date-time, in UTC: "17-Jul-1996 02:44:25 +0000"."""
+    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    return f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment:%Y %H:%M:%S} +0000"
+
+
+class SelectedMailbox:
+    """What one session has told its client about one mailbox."""
+
+    def __init__(self, name: str, mailbox: Mailbox, *, readonly: bool) -> None:
+        self.name, self.mailbox, self.readonly = name, mailbox, readonly
+        self.messages: list[MessageInfo] = mailbox.messages()
+
+    def close(self) -> None:
+        self.mailbox.close()
+
+    # -- addressing --------------------------------------------------------------------
+
+    def targets(self, sequence: SequenceSet, *, uid: bool) -> list[tuple[int, MessageInfo]]:
+        """(message number, info) for a sequence set of numbers or UIDs, in mailbox order."""
+        if not self.messages:
+            return []
+        if uid:
+            ranges = sequence.resolve(self.messages[-1].uid)
+            return [
+                (n, m)
+                for n, m in enumerate(self.messages, 1)
+                if any(low <= m.uid <= high for low, high in ranges)
+            ]
+        ranges = sequence.resolve(len(self.messages))
+        return [
+            (n, self.messages[n - 1])
+            for low, high in ranges
+            for n in range(low, min(high, len(self.messages)) + 1)
+        ]
+
+    def replace(self, info: MessageInfo) -> int:
+        """Put an updated `info` into the snapshot; its message number (0 if gone)."""
+        for n, old in enumerate(self.messages, 1):
+            if old.uid == info.uid:
+                self.messages[n - 1] = info
+                return n
+        return 0
+
+    # -- updates ---------------------------------------------------------------------
+
+    def refresh(self, *, expunges: bool = True) -> list[responses.Response]:
+        """Untagged responses that bring the client up to date with the store.
+
+        Without `expunges` (during FETCH, STORE, SEARCH by number: RFC 9051 §7.4.1) vanished
+        messages stay in the snapshot and only flag changes and new messages are reported.
+        """
+        fresh = self.mailbox.messages()
+        by_uid = {m.uid: m for m in fresh}
+        out: list[responses.Response] = []
+        if expunges:
+            gone = [n for n, m in enumerate(self.messages, 1) if m.uid not in by_uid]
+            out += [responses.Expunge(n) for n in reversed(gone)]
+            self.messages = [m for m in self.messages if m.uid in by_uid]
+        known = {m.uid for m in self.messages}
+        for n, old in enumerate(self.messages, 1):
+            new = by_uid.get(old.uid)
+            if new is not None and new.flags != old.flags:
+                self.messages[n - 1] = new
+                items: tuple[tuple[str, Value], ...] = (
+                    ("UID", new.uid),
+                    ("FLAGS", flag_atoms(new.flags)),
+                )
+                out.append(responses.FetchResult(n, items))
+        added = [m for m in fresh if m.uid not in known and m.uid > self.last_uid]
+        if added:
+            self.messages += added
+            out.append(responses.Exists(len(self.messages)))
+        return out
+
+    @property
+    def last_uid(self) -> int:
+        return self.messages[-1].uid if self.messages else 0
+
+    def expunge(self, uids: SequenceSet | None = None) -> list[responses.Response]:
+        """Remove messages flagged \\Deleted (within `uids`); EXPUNGE responses, descending."""
+        chosen = [
+            (n, m)
+            for n, m in enumerate(self.messages, 1)
+            if "\\Deleted" in m.flags and (uids is None or uids.contains(m.uid, self.last_uid))
+        ]
+        return self.remove(chosen)
+
+    def remove(self, chosen: list[tuple[int, MessageInfo]]) -> list[responses.Response]:
+        if not chosen:
+            return []
+        self.mailbox.remove([m.key for _, m in chosen])
+        uids = {m.uid for _, m in chosen}
+        self.messages = [m for m in self.messages if m.uid not in uids]
+        return [responses.Expunge(n) for n, _ in sorted(chosen, reverse=True)]
+
+    # -- SEARCH ----------------------------------------------------------------------
+
+    def search(self, key: search.SearchKey) -> list[tuple[int, MessageInfo]]:
+        found = []
+        for n, info in enumerate(self.messages, 1):
+            cache: dict[str, bytes] = {}
+
+            def content(info: MessageInfo = info, cache: dict[str, bytes] = cache) -> bytes:
+                if "data" not in cache:
+                    try:
+                        cache["data"] = self.mailbox.read(info.key)
+                    except (KeyError, OSError):
+                        cache["data"] = b""
+                return cache["data"]
+
+            if _matches(
+                key, n, info=info, content=content, last_uid=self.last_uid, count=len(self.messages)
+            ):
+                found.append((n, info))
+        return found
+
+    # -- FETCH -----------------------------------------------------------------------
+
+    def fetch_items(
+        self, info: MessageInfo, attributes: tuple[FetchAttribute, ...], content: bytes | None
+    ) -> list[tuple[str, Value]]:
+        """Each attribute's response name and value; `content` when any needs the octets."""
+        items: list[tuple[str, Value]] = []
+        for attr in attributes:
+            items.append((attr.response_name, _fetch_value(attr, info, content or b"")))
+        return items
+
+    @staticmethod
+    def needs_content(attributes: tuple[FetchAttribute, ...]) -> bool:
+        return any(a.name not in _CONTENT_FREE for a in attributes)
+
+
+def _fetch_value(attr: FetchAttribute, info: MessageInfo, data: bytes) -> Value:
+    name = attr.name
+    if name == "FLAGS":
+        return flag_atoms(info.flags)
+    if name == "UID":
+        return info.uid
+    if name == "INTERNALDATE":
+        return internaldate(info.internaldate)
+    if name == "RFC822.SIZE":
+        return info.size
+    if name == "MODSEQ":
+        return (info.modseq,)
+    if name == "ENVELOPE":
+        return structure.envelope(data)
+    if name == "BODYSTRUCTURE":
+        return structure.bodystructure(data)
+    if name == "BODY" and attr.section is None:
+        return structure.bodystructure(data, extensible=False)
+    if name == "RFC822":
+        return data
+    if name == "RFC822.HEADER":
+        return sections.section(data, Section(text="HEADER"))
+    if name == "RFC822.TEXT":
+        return sections.section(data, Section(text="TEXT"))
+    section = attr.section or Section()
+    if name == "BINARY":
+        found = sections.binary(data, section.part, attr.partial)
+        return None if found is None else Literal8(found)
+    if name == "BINARY.SIZE":
+        found = sections.binary(data, section.part)
+        return None if found is None else len(found)
+    return sections.section(data, section, attr.partial)
+
+
+def _header_values(data: bytes, field: str) -> list[str]:
+    root = mime.parse(data)
+    values = []
+    for raw in mime.raw_fields(root.header):
+        name, _, value = raw.partition(b":")
+        if name.strip().lower() == field.lower().encode("ascii", "replace"):
+            text = value.decode("utf-8", "replace").strip()
+            with contextlib.suppress(ValueError, LookupError):
+                text = str(email.header.make_header(email.header.decode_header(text)))
+            values.append(" ".join(text.split()))
+    return values
+
+
+def _matches(
+    key: search.SearchKey,
+    number: int,
+    *,
+    info: MessageInfo,
+    content: Callable[[], bytes],
+    last_uid: int,
+    count: int,
+) -> bool:
+    def again(inner: search.SearchKey) -> bool:
+        return _matches(inner, number, info=info, content=content, last_uid=last_uid, count=count)
+
+    match key:
+        case search.All():
+            return True
+        case search.FlagKey(flag, present):
+            has = flag.lower() in {f.lower() for f in info.flags}
+            return has == present
+        case search.HeaderKey(field, value):
+            values = _header_values(content(), field)
+            return any(value.lower() in v.lower() for v in values)
+        case search.TextKey(value, body_only):
+            data = content()
+            if body_only:
+                data = mime.parse(data).body
+            return value.lower().encode("utf-8") in data.lower()
+        case search.DateKey(relation, date, sent):
+            if sent:
+                when = _sent_date(content())
+                if when is None:
+                    return False
+            else:
+                when = datetime.datetime.fromtimestamp(info.internaldate, datetime.UTC).date()
+            if relation is search.DateRelation.BEFORE:
+                return when < date
+            if relation is search.DateRelation.ON:
+                return when == date
+            return when >= date
+        case search.SizeKey(size, larger):
+            return info.size > size if larger else info.size < size
+        case search.SequenceKey(sequence, uid):
+            if sequence.saved:
+                return False  # SEARCHRES ($) is not kept by this server
+            if uid:
+                return sequence.contains(info.uid, last_uid)
+            return sequence.contains(number, count)
+        case search.ModSeqKey(modseq):
+            return info.modseq >= modseq
+        case search.Not(inner):
+            return not again(inner)
+        case search.Or(left, right):
+            return again(left) or again(right)
+        case search.And(keys):
+            return all(again(k) for k in keys)
+    return False
+
+
+def _sent_date(data: bytes) -> datetime.date | None:
+    values = _header_values(data, "Date")
+    if not values:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(values[0]).date()
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,216 @@
+"""IMAP against a running server with imaplib: login, folders, messages, flags, IDLE, limits.
+
+One server is shared by the module; alice's INBOX is emptied before each test. Mail arrives
+by SMTP (the real delivery path) or APPEND. Byte-level checks (the literal limit) go
+through a raw socket.
+
+Standards: RFC 9051, RFC 2177, RFC 4315, RFC 6154, RFC 6851, RFC 7889
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postoffice.testing.server import ServerProcess
+
+USER, PASSWORD = "alice@localhost", "secret-alice"
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path_factory.mktemp("imap") / "data")
+    proc.configure("auth", base_delay=0.01)
+    proc.configure("limits", commands_per_minute=100_000)
+    proc.cli("user", "add", USER, "--password-stdin", stdin=f"{PASSWORD}\n")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def imap(shared: ServerProcess) -> ServerProcess:
+    box = shared.maildir(USER)
+    for sub in ("new", "cur"):
+        if (box / sub).is_dir():
+            for path in (box / sub).iterdir():
+                path.unlink()
+    return shared
+
+
+def connect(proc: ServerProcess) -> imaplib.IMAP4:
+    client = imaplib.IMAP4(proc.host, proc.imap_port, timeout=10)
+    client.login(USER, PASSWORD)
+    return client
+
+
+def send_mail(proc: ServerProcess, subject: str, body: str = "hello there") -> None:
+    with smtplib.SMTP(proc.host, proc.smtp_port, timeout=10) as smtp:
+        smtp.sendmail(
+            "bob@example.org",
+            [USER],
+            f"From: bob@example.org\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\n{body}\r\n",
+        )
+
+
+def tls_context(proc: ServerProcess) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(proc.data_dir / "tls" / "cert.pem"))
+
+
+def files(proc: ServerProcess) -> list[Path]:
+    box = proc.maildir(USER)
+    return sorted(p for sub in ("new", "cur") for p in (box / sub).iterdir())
+
+
+def test_greeting_capabilities_and_plain_loopback_login(imap: ServerProcess) -> None:
+    client = imaplib.IMAP4(imap.host, imap.imap_port, timeout=10)
+    assert client.welcome.startswith(b"* OK [CAPABILITY ")
+    for cap in ("IMAP4REV2", "STARTTLS", "IDLE", "MOVE", "UIDPLUS", "SPECIAL-USE"):
+        assert cap in client.capabilities
+    assert any(c.startswith("APPENDLIMIT=") for c in client.capabilities)
+    assert client.login(USER, PASSWORD)[0] == "OK"
+    other = imaplib.IMAP4(imap.host, imap.imap_port, timeout=10)
+    with pytest.raises(imaplib.IMAP4.error):
+        other.login(USER, "wrong")
+    other.logout()
+    client.logout()
+
+
+def test_starttls_and_implicit_tls(imap: ServerProcess) -> None:
+    context = tls_context(imap)
+    client = imaplib.IMAP4(imap.host, imap.imap_port, timeout=10)
+    context.check_hostname = False
+    client.starttls(context)
+    assert "STARTTLS" not in client.capabilities
+    assert client.login(USER, PASSWORD)[0] == "OK"
+    client.logout()
+    secure = tls_context(imap)
+    with (
+        socket.create_connection((imap.host, imap.imaps_port), timeout=10) as raw,
+        secure.wrap_socket(raw, server_hostname="mx.test") as wrapped,
+    ):
+        assert wrapped.recv(100).startswith(b"* OK")
+    client = imaplib.IMAP4_SSL(imap.host, imap.imaps_port, ssl_context=context, timeout=10)
+    assert client.login(USER, PASSWORD)[0] == "OK"
+    client.logout()
+
+
+def test_list_shows_special_use_folders(imap: ServerProcess) -> None:
+    client = connect(imap)
+    status, lines = client.list()
+    assert status == "OK"
+    text = b"\n".join(lines).decode()
+    for name, attr in (("Sent", "\\Sent"), ("Trash", "\\Trash"), ("Junk", "\\Junk")):
+        assert re.search(rf"\(.*\{attr}.*\) \"\.\" \"?{name}", text), text
+    assert "INBOX" in text
+    assert client.create("Projects")[0] == "OK"
+    assert client.create("Projects.2026")[0] == "OK"
+    assert client.rename("Projects", "Work")[0] == "OK"
+    names = b"\n".join(client.list()[1]).decode()
+    assert "Work.2026" in names and "Projects" not in names
+    assert client.delete("Work.2026")[0] == "OK"
+    assert client.status("INBOX", "(MESSAGES UIDNEXT)")[0] == "OK"
+    for bad in ("../x", "a..b", ".hidden", "a/b"):
+        assert client.create(bad)[0] == "NO", bad
+    client.logout()
+
+
+def test_select_fetch_store_search_expunge(imap: ServerProcess) -> None:
+    send_mail(imap, "first")
+    send_mail(imap, "second", "needle in the body")
+    imap.wait_for_mail(USER, 2)
+    client = connect(imap)
+    status, data = client.select("INBOX")
+    assert status == "OK" and data == [b"2"]
+    stored = [p.read_bytes() for p in files(imap)]
+    status, data = client.fetch("1:2", "(BODY.PEEK[] RFC822.SIZE FLAGS)")
+    bodies = [item[1] for item in data if isinstance(item, tuple)]
+    assert sorted(bodies) == sorted(stored)
+    assert client.fetch("1", "(ENVELOPE BODYSTRUCTURE)")[0] == "OK"
+    assert client.search(None, "BODY", "needle") == ("OK", [b"2"])
+    assert client.search(None, "SUBJECT", "first") == ("OK", [b"1"])
+    assert client.search(None, "UNSEEN") == ("OK", [b"1 2"])
+    client.fetch("1", "(BODY[TEXT])")  # not PEEK: sets \Seen
+    assert client.search(None, "SEEN") == ("OK", [b"1"])
+    status, data = client.uid("STORE", "1:*", "+FLAGS", "(\\Flagged)")
+    assert status == "OK"
+    names = [p.name for p in files(imap)]
+    assert any(n.endswith(":2,FS") for n in names), names
+    client.store("2", "+FLAGS.SILENT", "(\\Deleted)")
+    status, data = client.expunge()
+    assert status == "OK" and data == [b"2"]
+    assert len(files(imap)) == 1
+    client.logout()
+
+
+def test_append_with_appenduid_and_move_to_trash(imap: ServerProcess) -> None:
+    client = connect(imap)
+    message = b"From: me@localhost\r\nSubject: draft\r\n\r\nbody\r\n"
+    status, data = client.append("INBOX", "(\\Seen)", None, message)
+    assert status == "OK" and b"APPENDUID" in data[0]
+    client.select("INBOX")
+    status, data = client.uid("MOVE", "1:*", "Trash")
+    assert status == "OK"
+    assert client.select("INBOX")[1] == [b"0"]
+    assert client.select("Trash")[1][0] != b"0"
+    trash = imap.maildir(USER) / ".Trash"
+    moved = [p.read_bytes() for sub in ("new", "cur") for p in (trash / sub).iterdir()]
+    assert message in moved
+    client.logout()
+
+
+def test_two_sessions_see_changes_at_next_command(imap: ServerProcess) -> None:
+    send_mail(imap, "shared")
+    imap.wait_for_mail(USER, 1)
+    one, two = connect(imap), connect(imap)
+    one.select("INBOX")
+    two.select("INBOX")
+    one.store("1", "+FLAGS", "(\\Deleted)")
+    one.expunge()
+    two.noop()
+    assert two.untagged_responses.get("EXPUNGE") == [b"1"]
+    send_mail(imap, "another")
+    imap.wait_for_mail(USER, 1)
+    time.sleep(0.2)
+    _status, _data = two.noop()
+    assert b"1" in two.untagged_responses.get("EXISTS", [])
+    one.logout()
+    two.logout()
+
+
+def test_idle_wakes_on_delivery(imap: ServerProcess) -> None:
+    client = connect(imap)
+    client.select("INBOX")
+    sock = client.socket()
+    client.send(b"i1 IDLE\r\n")
+    assert client.readline().startswith(b"+")
+    started = time.monotonic()
+    send_mail(imap, "wake up")
+    sock.settimeout(5)
+    line = client.readline()
+    assert line.endswith(b"EXISTS\r\n"), line
+    assert time.monotonic() - started < 3
+    client.send(b"DONE\r\n")
+    assert client.readline().startswith(b"i1 OK")
+    client.logout()
+
+
+def test_literal_over_the_limit_is_refused(imap: ServerProcess) -> None:
+    with socket.create_connection((imap.host, imap.imap_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f'a LOGIN "{USER}" "{PASSWORD}"\r\n'.encode())
+        assert reader.readline().startswith(b"a OK")
+        sock.sendall(b"b APPEND INBOX {999999999}\r\n")
+        line = reader.readline()
+        assert line.startswith((b"b NO [TOOBIG]", b"b BAD [TOOBIG]")), line
+        sock.sendall(b"c NOOP\r\n")
+        assert reader.readline().startswith(b"c OK")
