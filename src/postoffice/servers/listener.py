@@ -3,7 +3,10 @@
 A `Listener` binds the configured addresses, refuses connections beyond the
 connection limit with a protocol-specific line, and keeps the set of live
 sessions so that shutdown can stop accepting, tell idle sessions goodbye and
-give sessions in a transaction a bounded grace period.
+give sessions in a transaction a bounded grace period. Closing a connection
+waits a bounded time for it to go: a peer that reads nothing is aborted, and a
+socket handed to TLS is not waited on through its plaintext writer (only the TLS
+layer hears of its end), so every connection frees its slot when it ends.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Listener:
         counter: ConnectionCounter,
         client_limits: ClientLimits,
         tls: Callable[[], ssl.SSLContext] | None = None,
-        handshake_timeout: float = 60.0,
+        handshake_timeout: float = 60.0,  # also bounds the wait for a peer at close
     ):
         self.name = name
         self.addresses = addresses
@@ -115,11 +118,11 @@ class Listener:
                 await session.run()
             finally:
                 self.sessions.pop(session, None)
-                await _close(session.writer)
+                await _close(session.writer, self.handshake_timeout)
         finally:
             self.counter.total -= 1
             self.client_limits.connection_closed(ip)
-            await _close(plaintext)
+            await _close(plaintext, self.handshake_timeout)
 
     async def _refuse(self, writer: asyncio.StreamWriter, peer: object, reason: str) -> None:
         """Say the protocol's "busy" line in plaintext and hang up."""
@@ -128,7 +131,7 @@ class Listener:
             with contextlib.suppress(OSError):
                 writer.write(self.busy_line)
                 await writer.drain()
-        await _close(writer)
+        await _close(writer, self.handshake_timeout)
 
     def stop_accepting(self) -> None:
         for server in self.servers:
@@ -157,10 +160,20 @@ class ConnectionCounter:
         self.total = 0
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
+async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
+    """Close `writer` and wait, at most `timeout` seconds, until its connection is gone."""
     writer.close()
-    with contextlib.suppress(OSError, asyncio.CancelledError, ssl.SSLError):
-        await writer.wait_closed()
+    if not isinstance(writer.transport.get_protocol(), asyncio.StreamReaderProtocol):
+        # The transport was handed to TLS: its end reaches the TLS layer, never this
+        # writer's protocol, so wait_closed() would wait forever.
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()  # a peer that reads nothing would keep the socket forever
+    except (OSError, asyncio.CancelledError, ssl.SSLError):
+        pass
 
 
 async def _wait_tasks(tasks: list[asyncio.Task[None]], timeout: float) -> None:
