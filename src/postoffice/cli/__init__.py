@@ -28,6 +28,12 @@ COMMANDS = {
     "queue": "queue:queue",
     "trace": "trace:trace",
     "demo": "demo:demo",
+    "account": "account:account",
+    "send": "send:send",
+    "fetch": "fetch:fetch_command",
+    "inbox": "read:inbox",
+    "read": "read:read",
+    "save": "read:save",
 }
 
 

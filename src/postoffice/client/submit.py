@@ -3,8 +3,9 @@
 A small, linear SMTP conversation on the shared `SmtpConnection`: greeting, EHLO, STARTTLS
 when a TLS context is given (or TLS from the first byte, RFC 8314), AUTH PLAIN when
 credentials are given, MAIL, RCPT for each recipient, DATA with the smuggling-safe encoder,
-QUIT. The transcript is kept (secrets masked) so that `postoffice demo` and the user agent
-can show it.
+QUIT. `session` is that conversation up to AUTH, which the user agent also uses alone to
+check a login. The transcript is kept (secrets masked) so that `postoffice demo` and the
+user agent can show it.
 
 Standards: RFC 6409 (message submission), RFC 5321 §3.3, RFC 3207, RFC 4954, RFC 8314
 """
@@ -12,7 +13,9 @@ Standards: RFC 6409 (message submission), RFC 5321 §3.3, RFC 3207, RFC 4954, RF
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from postoffice.client.connection import SmtpConnection
@@ -25,6 +28,7 @@ class SubmitError(Exception):
 
     def __init__(self, step: str, reply: Reply, transcript: list[str]):
         super().__init__(f"{step} refused: {smtp.describe(reply)}")
+        self.step = step
         self.reply = reply
         self.transcript = transcript
 
@@ -40,32 +44,32 @@ class Submitted:
         return self.reply.lines[-1].rsplit(" ", 1)[-1] if self.reply.lines else ""
 
 
-async def submit(
+@contextlib.asynccontextmanager
+async def session(
     host: str,
     port: int,
     *,
     helo: str,
-    sender: str,
-    recipients: list[str],
-    message: bytes,
     auth: tuple[str, str] | None = None,
     tls: ssl.SSLContext | None = None,
     implicit_tls: bool = False,
     timeout: float = 30.0,
-) -> Submitted:
-    """Send `message` from `sender` to `recipients`; raise SubmitError when refused.
+    address: str | None = None,
+) -> AsyncIterator[SmtpConnection]:
+    """A connection past greeting, EHLO, TLS and AUTH, ready for MAIL; QUIT on leaving.
 
     With `tls`, the session is encrypted: from the first byte when `implicit_tls`, else by
     STARTTLS, which the server must then offer (never a silent fallback to plaintext).
+    `address` is where to connect when it differs from `host`, the name TLS checks.
     """
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
-            host,
+            address or host,
             port,
             ssl=tls if implicit_tls else None,
             server_hostname=host if implicit_tls else None,
         )
-    conn = SmtpConnection(reader, writer, host, host, port, timeout)
+    conn = SmtpConnection(reader, writer, host, address or host, port, timeout)
     conn.tls = implicit_tls
     try:
         _expect("greeting", await conn.reply(), 220, conn)
@@ -82,6 +86,40 @@ async def submit(
             for line, shown in smtp.auth_commands("PLAIN", *auth):
                 reply = await conn.command(line, shown=shown)
             _expect("AUTH", reply, 235, conn)
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def submit(
+    host: str,
+    port: int,
+    *,
+    helo: str,
+    sender: str,
+    recipients: list[str],
+    message: bytes,
+    auth: tuple[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    timeout: float = 30.0,
+    address: str | None = None,
+) -> Submitted:
+    """Send `message` from `sender` to `recipients`; raise SubmitError when refused.
+
+    The connection is made as `session` makes it. A refused recipient ends the transaction
+    before DATA, so the message goes to all recipients or to none.
+    """
+    async with session(
+        host,
+        port,
+        helo=helo,
+        auth=auth,
+        tls=tls,
+        implicit_tls=implicit_tls,
+        timeout=timeout,
+        address=address,
+    ) as conn:
         mail = smtp.mail_from(
             sender, conn.capabilities, size=len(message), eight_bit=False, smtputf8=False
         )
@@ -95,8 +133,6 @@ async def submit(
         conn.transcript.append("C: .")
         final = _expect("message", await conn.reply(), 250, conn)
         return Submitted(final, conn.transcript)
-    finally:
-        await conn.close()
 
 
 async def _hello(conn: SmtpConnection, helo: str) -> None:
