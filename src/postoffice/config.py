@@ -113,6 +113,7 @@ class LimitsSection:
     line_length: int = 1000  # text line incl. CRLF, RFC 5321 §4.5.3.1.6
     command_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
     data_timeout: float = 300.0  # per read while receiving DATA/BDAT
+    min_data_rate: int = 500  # octets/s a message body must average (slowloris in DATA)
     max_connections: int = 500
     shutdown_grace: float = 30.0  # how long transactions in flight may finish at shutdown
     errors_per_session: int = 20  # protocol errors before 421

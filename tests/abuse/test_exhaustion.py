@@ -37,6 +37,7 @@ from tests.abuse.helpers import (
 IPS = sources(61)
 EXEMPT = sources(99)
 TIMEOUT = 1.5  # command_timeout and data_timeout of the limited server
+MIN_DATA_RATE = 100  # octets a second: a byte every 0.3 s is far below it
 PER_IP = 3
 COMMANDS_PER_MINUTE = 40
 MESSAGES_PER_MINUTE = 3
@@ -54,6 +55,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
         exempt_networks=["127.0.99.0/24"],
         command_timeout=TIMEOUT,
         data_timeout=TIMEOUT,
+        min_data_rate=MIN_DATA_RATE,
         errors_per_session=ERRORS,
     )
     add_user(proc, "alice@localhost", "pw-alice-1")
@@ -221,6 +223,20 @@ def test_a_client_slow_in_data_is_closed_after_data_timeout(limited: ServerProce
         assert client.command("RCPT TO:<alice@localhost>").code == 250
         assert client.command("DATA").code == 354
         took = dribble(client, b"Subject: slow\r\n\r\n", TIMEOUT + 1.0, limit=3 * TIMEOUT)
+        assert took < TIMEOUT + 2.0
+    assert logged(limited, "timeout", client, wait=5)
+    assert not logged(limited, "queued", client)
+
+
+def test_a_client_dribbling_its_message_is_closed(limited: ServerProcess) -> None:
+    """One byte every 0.3 s in DATA: never silent for data_timeout, yet far below the
+    minimum data rate, so the session ends soon after data_timeout (slowloris)."""
+    with RawClient(limited.smtp_port, source=next(IPS)) as client:
+        client.ehlo()
+        assert client.command("MAIL FROM:<a@example.org>").code == 250
+        assert client.command("RCPT TO:<alice@localhost>").code == 250
+        assert client.command("DATA").code == 354
+        took = dribble(client, b"Subject: slow\r\n\r\n" + b"x" * 200, 0.3, limit=4 * TIMEOUT)
         assert took < TIMEOUT + 2.0
     assert logged(limited, "timeout", client, wait=5)
     assert not logged(limited, "queued", client)

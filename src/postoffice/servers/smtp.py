@@ -158,6 +158,8 @@ class SmtpSession:
         self.errors = 0
         self.messages = 0
         self.command_deadline: float | None = None  # loop time the next command is due by
+        self.body_started: float | None = None  # loop time the message body began
+        self.body_octets = 0
         self.stopping = False
         self.idle = False
         self.task: asyncio.Task[None] | None = None
@@ -237,8 +239,15 @@ class SmtpSession:
         limits = self.ctx.config.limits
         now = asyncio.get_running_loop().time()
         if self.conn.state in _BODY_STATES:
-            deadline = now + limits.data_timeout
+            # RFC 5321 §4.5.3.2.5: a silence limit per read, and (like Postfix's
+            # smtpd_min_data_rate) an overall one: a client dribbling a byte now and then
+            # must still send `min_data_rate` octets a second on average.
+            if self.body_started is None:
+                self.body_started, self.body_octets = now, 0
+            earned = self.body_octets / limits.min_data_rate
+            deadline = min(now, self.body_started + earned) + limits.data_timeout
         else:  # RFC 5321 §4.5.3.2.7: the time allowed for the next command
+            self.body_started = None
             if self.command_deadline is None:
                 self.command_deadline = now + limits.command_timeout
             deadline = self.command_deadline
@@ -260,6 +269,8 @@ class SmtpSession:
             return None
         finally:
             self.idle = False
+        if self.body_started is not None:
+            self.body_octets += len(data)
         return data
 
     async def goodbye(self, reply: Reply) -> None:
