@@ -18,6 +18,8 @@ need curl command -v curl
 # POP3 clients of the interop tests (tests/interop/test_pop3_clients.py).
 need fetchmail command -v fetchmail
 need getmail6 command -v getmail
+# IMAP client of the interop tests (tests/interop/test_imap_clients.py).
+need isync command -v mbsync
 # swaks --tls / --tlsc load these Perl modules only when asked to, so check them apart.
 need libnet-ssleay-perl perl -MNet::SSLeay -e1
 need libio-socket-ssl-perl perl -MIO::Socket::SSL -e1

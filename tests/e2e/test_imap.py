@@ -1,6 +1,8 @@
 """IMAP against a running server with imaplib: login, folders, messages, flags, IDLE, limits.
 
-One server is shared by the module; alice's INBOX is emptied before each test. Mail arrives
+One server is shared by the module; alice's INBOX is emptied before each test. IDLE must
+hear of deliveries, other sessions' changes and POP3 deletions within a second, which the
+server's slow re-check (every 30 s) could not do: only its notifications can. Mail arrives
 by SMTP (the real delivery path) or APPEND. Byte-level checks (the literal limit) go
 through a raw socket.
 
@@ -10,6 +12,7 @@ Standards: RFC 9051, RFC 2177, RFC 4315, RFC 6154, RFC 6851, RFC 7889
 from __future__ import annotations
 
 import imaplib
+import poplib
 import re
 import smtplib
 import socket
@@ -186,20 +189,95 @@ def test_two_sessions_see_changes_at_next_command(imap: ServerProcess) -> None:
     two.logout()
 
 
-def test_idle_wakes_on_delivery(imap: ServerProcess) -> None:
+def start_idle(client: imaplib.IMAP4, tag: bytes = b"i1") -> None:
+    client.send(tag + b" IDLE\r\n")
+    assert client.readline().startswith(b"+")
+    client.socket().settimeout(5)
+
+
+def stop_idle(client: imaplib.IMAP4, tag: bytes = b"i1") -> None:
+    client.send(b"DONE\r\n")
+    while not (line := client.readline()).startswith(tag):
+        assert line.startswith(b"* "), line
+    assert line.startswith(tag + b" OK"), line
+    client.socket().settimeout(10)
+
+
+def test_idle_wakes_within_a_second_of_delivery(imap: ServerProcess) -> None:
     client = connect(imap)
     client.select("INBOX")
-    sock = client.socket()
-    client.send(b"i1 IDLE\r\n")
-    assert client.readline().startswith(b"+")
-    started = time.monotonic()
+    start_idle(client)
     send_mail(imap, "wake up")
-    sock.settimeout(5)
+    accepted = time.monotonic()  # the 250: delivery starts now
     line = client.readline()
-    assert line.endswith(b"EXISTS\r\n"), line
-    assert time.monotonic() - started < 3
-    client.send(b"DONE\r\n")
-    assert client.readline().startswith(b"i1 OK")
+    assert line == b"* 1 EXISTS\r\n", line
+    assert time.monotonic() - accepted < 1.0
+    stop_idle(client)
+    client.logout()
+
+
+def test_idle_hears_other_sessions_and_pop3_without_polling(imap: ServerProcess) -> None:
+    send_mail(imap, "one")
+    send_mail(imap, "two")
+    imap.wait_for_mail(USER, 2)
+    watcher, other = connect(imap), connect(imap)
+    watcher.select("INBOX")
+    other.select("INBOX")
+    start_idle(watcher)
+    started = time.monotonic()
+    other.store("1", "+FLAGS", "(\\Flagged)")
+    line = watcher.readline()
+    assert line.startswith(b"* 1 FETCH (") and b"\\Flagged" in line, line
+    assert time.monotonic() - started < 1.0
+    other.logout()
+    pop = poplib.POP3(imap.host, imap.pop3_port, timeout=10)
+    pop.user(USER)
+    pop.pass_(PASSWORD)
+    pop.dele(2)
+    started = time.monotonic()
+    pop.quit()  # the UPDATE state: an expunge IMAP sessions see
+    assert watcher.readline() == b"* 2 EXPUNGE\r\n"
+    assert time.monotonic() - started < 1.0
+    stop_idle(watcher)
+    assert watcher.select("INBOX")[1] == [b"1"]
+    watcher.logout()
+
+
+def test_folder_names_outside_the_maildir_are_refused(imap: ServerProcess) -> None:
+    client = connect(imap)
+    outside = imap.maildir(USER).parent  # the domain directory
+    before = sorted(p.name for p in outside.iterdir())
+    for bad in ("../x", "..", "a/../../b", "INBOX/../../x", ".x"):
+        assert client.create(bad)[0] == "NO", bad
+        assert client.delete(bad)[0] == "NO", bad
+        assert client.rename("Trash", bad)[0] == "NO", bad
+        assert client.select(bad)[0] == "NO", bad
+    assert client.rename("INBOX", "Elsewhere")[0] == "NO"
+    assert client.delete("INBOX")[0] == "NO"
+    assert client.delete("No-such-folder")[0] == "NO"
+    assert client.rename("No-such-folder", "Other")[0] == "NO"
+    assert client.rename("Trash", "Sent")[1][0].startswith(b"[ALREADYEXISTS]")
+    assert sorted(p.name for p in outside.iterdir()) == before
+    client.logout()
+
+
+def test_rename_keeps_uidvalidity_and_uids_of_the_folder_and_children(
+    imap: ServerProcess,
+) -> None:
+    client = connect(imap)
+    message = b"From: me@localhost\r\nSubject: kept\r\n\r\nbody\r\n"
+    for name in ("Project", "Project.Notes"):
+        assert client.create(name)[0] == "OK"
+        assert client.append(name, None, None, message)[0] == "OK"
+    status = client.status("Project.Notes", "(UIDVALIDITY UIDNEXT)")[1]
+    assert client.rename("Project", "Archive.Project")[0] == "OK"
+    moved = client.status("Archive.Project.Notes", "(UIDVALIDITY UIDNEXT)")[1]
+    assert moved[0].partition(b" ")[2] == status[0].partition(b" ")[2]
+    names = {line.rpartition(b" ")[2].strip(b'"') for line in client.list()[1]}
+    assert {b"Archive.Project", b"Archive.Project.Notes"} <= names
+    assert not {b"Project", b"Project.Notes"} & names
+    for name in ("Archive.Project.Notes", "Archive.Project"):
+        assert client.delete(name)[0] == "OK"
     client.logout()
 
 
@@ -214,3 +292,33 @@ def test_literal_over_the_limit_is_refused(imap: ServerProcess) -> None:
         assert line.startswith((b"b NO [TOOBIG]", b"b BAD [TOOBIG]")), line
         sock.sendall(b"c NOOP\r\n")
         assert reader.readline().startswith(b"c OK")
+
+
+def test_uidvalidity_and_uids_survive_a_restart(tmp_path: Path) -> None:
+    proc = ServerProcess(tmp_path / "data")
+    proc.cli("user", "add", USER, "--password-stdin", stdin=f"{PASSWORD}\n")
+    proc.start()
+    try:
+        for n in range(3):
+            send_mail(proc, f"message {n}")
+        proc.wait_for_mail(USER, 3)
+        client = connect(proc)
+        client.select("INBOX")
+        client.store("2", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        before = client.status("INBOX", "(UIDVALIDITY UIDNEXT MESSAGES)")[1]
+        uids = client.uid("SEARCH", "ALL")[1]
+        client.logout()
+        proc.stop()
+        proc.start()
+        client = connect(proc)
+        assert client.status("INBOX", "(UIDVALIDITY UIDNEXT MESSAGES)")[1] == before
+        client.select("INBOX")
+        assert client.uid("SEARCH", "ALL")[1] == uids == [b"1 3"]
+        send_mail(proc, "after the restart")
+        proc.wait_for_mail(USER, 3)
+        client.noop()
+        assert client.uid("SEARCH", "ALL")[1] == [b"1 3 4"]  # UIDs are never reused
+        client.logout()
+    finally:
+        proc.stop()

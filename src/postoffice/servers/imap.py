@@ -9,8 +9,12 @@ untagged data and returns the tagged completion. Folders are the user's Maildir+
 at the first login and carry RFC 6154 special-use attributes. Subscriptions are a plain
 `postoffice-subscriptions` file in the user's Maildir. The selected mailbox
 (imap_mailbox.py) is compared with the store before every completion, so other sessions'
-changes appear at the next command; IDLE polls the selected mailbox once a second (one
-mailbox only; no inotify). APPEND keeps the arrival time, not the client's date-time.
+changes appear at the next command. IDLE does not poll: the session watches the selected
+mailbox through the store (`MailStore.watch`), which every writer in this process —
+delivery, POP3, other IMAP sessions — notifies once a change is on disk, and re-reads the
+mailbox when woken. Changes by other processes (a `postoffice` command, a foreign Maildir
+tool) are not announced; an idling session re-checks for them every `RECHECK` seconds.
+APPEND keeps the arrival time, not the client's date-time.
 
 Standards: RFC 9051 (IMAP4rev2), RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 2971 (ID),
 RFC 2342 (NAMESPACE), RFC 4315 (UIDPLUS), RFC 4959 (SASL-IR), RFC 5161 (ENABLE),
@@ -25,7 +29,6 @@ import contextlib
 import ipaddress
 import os
 import re
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -56,7 +59,7 @@ from postoffice.protocols.imap.sequence import SequenceSet
 from postoffice.protocols.imap.states import State
 from postoffice.servers.imap_mailbox import SYSTEM_FLAGS, SelectedMailbox, flag_atoms
 from postoffice.servers.login import Login, LoginGate
-from postoffice.storage.base import MailStore
+from postoffice.storage.base import MailboxWatch, MailStore
 from postoffice.streams import start_tls
 from postoffice.tls import ServerTls, describe
 
@@ -79,6 +82,8 @@ NEEDS_TLS = No("use STARTTLS (or port 993) before logging in", codes.PRIVACYREQU
 LOGIN_FAILED = No("invalid user name or password", codes.AUTHENTICATIONFAILED)
 LOCKED_OUT = No("too many failed logins, try again later", codes.UNAVAILABLE)
 NONEXISTENT = No("no such mailbox", codes.NONEXISTENT)
+NOT_ALLOWED = No("mailbox name not allowed", codes.CANNOT)
+RECHECK = 30.0  # seconds between IDLE re-checks for changes made by other processes
 _CAPS = [
     "IMAP4rev2",
     "IMAP4rev1",
@@ -140,6 +145,7 @@ class ImapSession:
         self.user = ""
         self.login: Login | None = None
         self.selected: SelectedMailbox | None = None
+        self.watch: MailboxWatch | None = None  # the selected mailbox's change notifications
         self.idling = False
         self.errors = 0
         self.stopping = False
@@ -250,20 +256,28 @@ class ImapSession:
         await self.writer.drain()
 
     async def read(self) -> bytes | None:
+        """The next bytes from the client; while in IDLE, updates are sent as they happen."""
         self.idle = True
-        timeout = self.ctx.config.imap.idle_timeout
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.ctx.config.imap.idle_timeout
+        reading = asyncio.ensure_future(self.reader.read(65536))
+        changed: asyncio.Future[None] | None = None
         try:
             if self.stopping:
                 raise asyncio.CancelledError
             while True:
-                poll = 1.0 if self.idling and self.selected is not None else timeout
-                try:
-                    async with asyncio.timeout(min(poll, max(deadline - time.monotonic(), 0))):
-                        return await self.reader.read(65536)
-                except TimeoutError:
-                    if time.monotonic() >= deadline:
-                        raise
+                limit = max(deadline - time.monotonic(), 0)
+                waiting: set[asyncio.Future[Any]] = {reading}
+                if self.idling and self.watch is not None:
+                    changed = asyncio.ensure_future(self.watch.wait())
+                    waiting.add(changed)
+                    limit = min(limit, RECHECK)
+                await asyncio.wait(waiting, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+                if changed is not None:
+                    changed.cancel()
+                if reading.done():
+                    return reading.result()
+                if time.monotonic() >= deadline:
+                    raise TimeoutError
                 if self.selected is not None:  # IDLE: RFC 2177 §3 updates as they happen
                     for update in await asyncio.to_thread(self.selected.refresh):
                         self.out(update)
@@ -277,6 +291,9 @@ class ImapSession:
             await self.goodbye(SHUTTING_DOWN)
             return None
         finally:
+            reading.cancel()  # a cancelled read leaves unread bytes in the reader's buffer
+            if changed is not None:
+                changed.cancel()
             self.idle = False
 
     async def goodbye(self, reply: Bye) -> None:
@@ -296,6 +313,9 @@ class ImapSession:
             self.task.cancel()
 
     def deselect(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
         if self.selected is not None:
             self.selected.close()
             self.selected = None
@@ -522,7 +542,7 @@ class ImapSession:
         try:
             mailbox = self.ctx.store.mailbox(self.user, name)
         except ValueError:
-            return No("mailbox name not allowed", codes.CANNOT)
+            return NOT_ALLOWED
         try:
             await asyncio.to_thread(mailbox.messages)
         finally:
@@ -533,28 +553,28 @@ class ImapSession:
         name = self.canonical(event.mailbox)
         if name == "INBOX":
             return No("INBOX cannot be deleted", codes.CANNOT)
-        if not self.exists(name) or not _safe(name):
-            return NONEXISTENT
         if self.selected is not None and self.selected.name == name:
             return No("mailbox is selected", codes.INUSE)
-        await asyncio.to_thread(shutil.rmtree, self.user_dir() / f".{name}")
+        try:
+            await asyncio.to_thread(self.ctx.store.delete_folder, self.user, name)
+        except (ValueError, FileNotFoundError):
+            return NONEXISTENT
         self.save_subscriptions([s for s in self.subscriptions() if s != name])
         return Ok("DELETE completed")
 
     async def on_rename(self, event: events.Rename) -> responses.Response:
+        """RFC 9051 §6.3.6: the mailbox and its children; renaming INBOX is not supported."""
         old, new = self.canonical(event.mailbox), self.canonical(event.new_name)
         if old == "INBOX":
             return No("renaming INBOX is not supported", codes.CANNOT)
-        if not self.exists(old) or not _safe(old):
+        try:
+            await asyncio.to_thread(self.ctx.store.rename_folder, self.user, old, new)
+        except FileNotFoundError:
             return NONEXISTENT
-        if new == "INBOX" or not _safe(new):
-            return No("mailbox name not allowed", codes.CANNOT)
-        if self.exists(new):
+        except FileExistsError:
             return No("mailbox already exists", codes.ALREADYEXISTS)
-        base = self.user_dir()
-        for folder in self.folders():  # the folder and its children (Maildir++ names)
-            if folder == old or folder.startswith(old + DELIMITER):
-                os.rename(base / f".{folder}", base / f".{new}{folder[len(old) :]}")
+        except ValueError:
+            return NOT_ALLOWED
         return Ok("RENAME completed")
 
     async def on_subscribe(self, event: events.Subscribe) -> responses.Response:
@@ -596,13 +616,14 @@ class ImapSession:
 
     async def on_select(self, event: events.Select | events.Examine) -> responses.Response:
         if self.selected is not None:
-            self.deselect()
             self.out(UntaggedOk("previous mailbox closed", codes.CLOSED))  # RFC 9051 §7.1
+        self.deselect()
         name = self.canonical(event.mailbox)
         if not self.exists(name):
             return NONEXISTENT
         readonly = isinstance(event, events.Examine)
         mailbox = self.ctx.store.mailbox(self.user, name)
+        self.watch = self.ctx.store.watch(self.user, name)  # before the snapshot: miss nothing
         self.selected = selected = await asyncio.to_thread(
             SelectedMailbox, name, mailbox, readonly=readonly
         )
@@ -797,10 +818,6 @@ def _store_copy(mailbox: Any, data: bytes, flags: frozenset[str]) -> int:
         if info.key == key:
             return int(info.uid)
     raise KeyError(key)
-
-
-def _safe(name: str) -> bool:
-    return not (name.startswith(".") or ".." in name or "/" in name or not name.isprintable())
 
 
 def _match(pattern: str, name: str) -> bool:

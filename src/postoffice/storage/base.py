@@ -142,7 +142,10 @@ class Mailbox(Protocol):
 
     def has_delivery(self, delivery_id: str) -> bool: ...
     def messages(self) -> list[MessageInfo]:
-        """Sync the index with the folder and list messages in UID order."""
+        """Sync the index with the folder and list messages in UID order.
+
+        Cheap when the folder did not change since the last sync: stores may skip the sync.
+        """
         ...
 
     def open(self, key: str) -> BinaryIO: ...
@@ -157,11 +160,44 @@ class Mailbox(Protocol):
         ...
 
 
+class MailboxWatch(Protocol):
+    """Change notifications for one mailbox (see `MailStore.watch`)."""
+
+    async def wait(self) -> None:
+        """Return once the mailbox changed since the last return (at once if it did)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class MailStore(Protocol):
     """All mailboxes."""
 
     def mailbox(self, address: str, folder: str = "INBOX") -> Mailbox: ...
     def folders(self, address: str) -> Iterator[str]: ...
+    def delete_folder(self, address: str, folder: str) -> None:
+        """Remove a folder and its messages durably (not its children, not INBOX).
+
+        ValueError for INBOX and names `mailbox()` refuses, FileNotFoundError when the
+        folder does not exist.
+        """
+        ...
+
+    def rename_folder(self, address: str, old: str, new: str) -> None:
+        """Rename a folder and its children (``old.x`` becomes ``new.x``), UIDs kept.
+
+        ValueError for INBOX and names `mailbox()` refuses, FileNotFoundError when `old`
+        does not exist, FileExistsError when `new` does.
+        """
+        ...
+
+    def watch(self, address: str, folder: str = "INBOX") -> MailboxWatch:
+        """Be told when writers in this process change the folder (call from a coroutine).
+
+        Changes by other processes are not announced: a waiter re-checks now and then.
+        """
+        ...
+
     def lock_maildrop(self, address: str) -> MaildropLock | None:
         """Exclusive access for one POP3 session (RFC 1939 §8); None when already held."""
         ...

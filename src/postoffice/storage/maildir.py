@@ -15,11 +15,21 @@ letter live in the index. The index, ``postoffice-index.sqlite`` (WAL) in the
 folder, maps keys to UIDs and holds UIDVALIDITY (set once, to the creation
 time), UIDNEXT and modseqs. `messages()` syncs it with one listdir of ``new/``
 and of ``cur/``: unseen files get UIDs in arrival order (from the name, a stat
-only for foreign names), vanished files are dropped, renamed ones re-read. The
-index can always be rebuilt: delete it and the keys (UIDLs) stay, while UIDs
-are assigned afresh under a new UIDVALIDITY, which tells IMAP clients to forget
-their cache. Our own writers rename files inside an index transaction, so the
-index only lags behind foreign tools, and a miss triggers one re-sync.
+only for foreign names), vanished files are dropped, renamed ones re-read. Every
+sync records the mtimes of ``new/`` and ``cur/`` (taken before listing them);
+while both are unchanged the listing is skipped and the index answers alone, which
+makes opening a large unchanged mailbox cheap. An mtime younger than two seconds
+always re-syncs: a change within the same mtime tick as the recorded one would
+otherwise go unseen. The index can always be rebuilt: delete it and the keys
+(UIDLs) stay, while UIDs are assigned afresh under a new UIDVALIDITY, which tells
+IMAP clients to forget their cache. Our own writers rename files inside an index
+transaction, so the index only lags behind foreign tools, and a miss triggers one
+re-sync.
+
+Every change made through the store (delivery, flags, removal) is published, after it
+is on disk, to the store's `MailboxEvents` hub, so IMAP IDLE hears of it at once. A
+folder is deleted by renaming it to a ``..postoffice-deleted-*`` tombstone first (gone
+for every reader at once; such names are never folders) and then removing the tree.
 
 Standards: Maildir (D. J. Bernstein), Maildir++, RFC 1939 §7 (UIDL), RFC 3501 §2.3.1.1 (UIDs),
 RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq).
@@ -30,6 +40,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import socket
 import sqlite3
 import time
@@ -42,6 +53,7 @@ from typing import BinaryIO, TypeVar
 
 from postoffice.storage.base import MessageInfo, normalize_user
 from postoffice.storage.locks import MaildropLock, try_lock
+from postoffice.storage.notify import MailboxEvents, Watch
 from postoffice.storage.sqlite import SqliteFile
 
 INDEX_NAME = "postoffice-index.sqlite"
@@ -56,6 +68,8 @@ _SIZE = re.compile(r",S=(\d+)")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]+")
 _KEYWORD = re.compile(r'[^\x00-\x20\x7f(){%*"\\\]]+')  # RFC 3501 §9 atom
 _FOLDER_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]|\.\.")
+_TOMBSTONE = "..postoffice-deleted-"  # a deleted folder on its way out; never a folder name
+_SETTLE_NS = 2_000_000_000  # mtimes younger than this always re-sync (mtime granularity)
 
 _T = TypeVar("_T")
 
@@ -68,6 +82,9 @@ _INDEX_MIGRATIONS = (
         "CREATE TABLE messages (uid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
         " subdir TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
         " modseq INTEGER NOT NULL, internaldate REAL NOT NULL, keywords TEXT NOT NULL)",
+    ),
+    (  # the mtimes (ns) of new/ and cur/ at the last sync
+        "INSERT INTO meta (name, value) VALUES ('synced_new', 0), ('synced_cur', 0)",
     ),
 )
 _COLUMNS = "uid, key, subdir, name, size, modseq, internaldate, keywords"
@@ -169,11 +186,23 @@ class _Entry:
 class MaildirMailbox:
     """`Mailbox` for one Maildir folder; the index is opened on first use, released by close()."""
 
-    def __init__(self, path: Path, hostname: str, *, subfolder: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        hostname: str,
+        *,
+        subfolder: bool = False,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self._hostname = hostname
         self._subfolder = subfolder
+        self._on_change = on_change  # told after each change is on disk
         self._index: SqliteFile | None = None
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     # -- the Maildir -----------------------------------------------------------
 
@@ -220,6 +249,7 @@ class MaildirMailbox:
             with suppress(OSError):
                 new.unlink()
             raise
+        self._changed()
         return key
 
     def has_delivery(self, delivery_id: str) -> bool:
@@ -285,15 +315,37 @@ class MaildirMailbox:
             _crlf_size(path) if size is None else int(size[1]),
         )
 
+    def _mtimes(self) -> tuple[int, int]:
+        """The mtimes (ns) of new/ and cur/."""
+        return (
+            os.stat(self.path / "new").st_mtime_ns,
+            os.stat(self.path / "cur").st_mtime_ns,
+        )
+
+    def _settled(self, db: sqlite3.Connection) -> bool:
+        """Whether the last sync still holds: new/ and cur/ unchanged and not just touched."""
+        mtimes = self._mtimes()
+        recorded = (self._meta(db, "synced_new"), self._meta(db, "synced_cur"))
+        return mtimes == recorded and time.time_ns() - max(mtimes) > _SETTLE_NS
+
+    @staticmethod
+    def _entries(db: sqlite3.Connection) -> dict[str, _Entry]:
+        rows = db.execute(f"SELECT {_COLUMNS} FROM messages")
+        return {entry.key: entry for entry in (_Entry(*row) for row in rows)}
+
     def _sync(self, db: sqlite3.Connection) -> dict[str, _Entry]:
         """Bring the index in line with new/ and cur/; returns the entries by key."""
+        mtimes = self._mtimes()  # before listing: a change during the listing moves them on
         on_disk: dict[str, tuple[str, str]] = {}
         for sub in ("new", "cur"):  # cur/ last: it wins if a foreign tool left both
             for name in os.listdir(self.path / sub):
                 if not name.startswith("."):
                     on_disk[name.partition(":")[0]] = (sub, name)
-        rows = db.execute(f"SELECT {_COLUMNS} FROM messages")
-        entries = {entry.key: entry for entry in (_Entry(*row) for row in rows)}
+        db.executemany(
+            "UPDATE meta SET value = ? WHERE name = ?",
+            [(mtimes[0], "synced_new"), (mtimes[1], "synced_cur")],
+        )
+        entries = self._entries(db)
         gone = [key for key in entries if key not in on_disk]
         moved = [
             e
@@ -349,8 +401,12 @@ class MaildirMailbox:
             return self._meta(db, "highestmodseq")
 
     def messages(self) -> list[MessageInfo]:
-        with self._db().transaction(write=True) as db:
-            entries = self._sync(db)
+        index = self._db()
+        with index.transaction() as db:
+            entries = self._entries(db) if self._settled(db) else None
+        if entries is None:
+            with index.transaction(write=True) as db:
+                entries = self._sync(db)
         return [entry.message_info() for entry in sorted(entries.values(), key=attrgetter("uid"))]
 
     # -- one message -----------------------------------------------------------
@@ -383,29 +439,36 @@ class MaildirMailbox:
         letters, keywords = _letters(flags)
         with self._db().transaction(write=True) as db:
             entry = self._find(db, key)
+            changed = None
             if entry is not None:
                 with suppress(FileNotFoundError):
-                    return self._store_flags(db, entry, letters, keywords)
-            entry = self._sync(db).get(key)  # not indexed yet, or moved by a foreign tool
-            if entry is None:
-                raise KeyError(key)
-            return self._store_flags(db, entry, letters, keywords)
+                    changed = self._store_flags(db, entry, letters, keywords)
+            if entry is None or changed is None:
+                entry = self._sync(db).get(key)  # not indexed yet, or moved by a foreign tool
+                if entry is None:
+                    raise KeyError(key)
+                changed = self._store_flags(db, entry, letters, keywords)
+        if changed:
+            self._changed()
+        return entry.message_info()
 
     def _store_flags(
         self, db: sqlite3.Connection, entry: _Entry, letters: set[str], keywords: str
-    ) -> MessageInfo:
+    ) -> bool:
+        """Rename the file and update `entry` and its row; whether the flags changed."""
         kept = {letter for letter in entry.info if letter not in _FLAGS}  # e.g. Dovecot keywords
         name = f"{entry.key}{INFO}{''.join(sorted(kept | letters))}"
         if (entry.subdir, entry.name) != ("cur", name):
             os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / name)
-        if entry.letters() != letters or entry.keywords != keywords:
+        changed = entry.letters() != letters or entry.keywords != keywords
+        if changed:
             entry.modseq = self._next_modseq(db)
         entry.subdir, entry.name, entry.keywords = "cur", name, keywords
         db.execute(
             "UPDATE messages SET subdir = ?, name = ?, modseq = ?, keywords = ? WHERE uid = ?",
             (entry.subdir, entry.name, entry.modseq, entry.keywords, entry.uid),
         )
-        return entry.message_info()
+        return changed
 
     def remove(self, keys: list[str]) -> None:
         """Unlink the messages and fsync their directories; unknown keys are already gone."""
@@ -423,6 +486,8 @@ class MaildirMailbox:
                 self._next_modseq(db)
             for sub in touched:
                 _fsync_dir(self.path / sub)
+        if touched:
+            self._changed()
 
 
 def _escape_hostname(hostname: str) -> str:
@@ -443,18 +508,70 @@ class MaildirStore:
     def __init__(self, root: Path, *, hostname: str | None = None) -> None:
         self.root = root
         self._hostname = _escape_hostname(hostname or socket.gethostname())
+        self._events = MailboxEvents()  # keyed by folder directory
 
     def user_dir(self, address: str) -> Path:
         """The user's INBOX Maildir; DirectoryError (a ValueError) for an invalid address."""
         local, _, domain = normalize_user(address).partition("@")
         return self.root / domain / local
 
+    def _folder_path(self, address: str, folder: str) -> Path:
+        """The folder's Maildir; INBOX is matched case-insensitively. ValueError if unsafe."""
+        base = self.user_dir(address)
+        return base if folder.upper() == "INBOX" else base / _folder_dir(folder)
+
+    def _subfolder_path(self, address: str, folder: str) -> Path:
+        """Like `_folder_path`, for a folder other than INBOX; ValueError for INBOX."""
+        if folder.upper() == "INBOX":
+            raise ValueError("INBOX cannot be deleted or renamed")
+        return self._folder_path(address, folder)
+
     def mailbox(self, address: str, folder: str = "INBOX") -> MaildirMailbox:
         """A folder of the user (created on first use); INBOX is matched case-insensitively."""
-        base = self.user_dir(address)
-        if folder.upper() == "INBOX":
-            return MaildirMailbox(base, self._hostname)
-        return MaildirMailbox(base / _folder_dir(folder), self._hostname, subfolder=True)
+        path = self._folder_path(address, folder)
+        return MaildirMailbox(
+            path,
+            self._hostname,
+            subfolder=path != self.user_dir(address),
+            on_change=lambda: self._events.publish(path),
+        )
+
+    def watch(self, address: str, folder: str = "INBOX") -> Watch:
+        """Notifications of changes made to the folder through this store."""
+        return self._events.watch(self._folder_path(address, folder))
+
+    def delete_folder(self, address: str, folder: str) -> None:
+        """Remove a folder other than INBOX, not its children: tombstone rename, then rmtree.
+
+        Tombstones a crash left behind are removed too.
+        """
+        path = self._subfolder_path(address, folder)
+        if not (path / "cur").is_dir():
+            raise FileNotFoundError(f"no folder {folder!r}")
+        os.rename(path, path.with_name(f"{_TOMBSTONE}{secrets.token_hex(8)}"))
+        _fsync_dir(path.parent)
+        for tombstone in path.parent.glob(f"{_TOMBSTONE}*"):
+            shutil.rmtree(tombstone, ignore_errors=True)
+
+    def rename_folder(self, address: str, old: str, new: str) -> None:
+        """Rename `old` and every ``old.*`` child by renaming their directories (indexes move
+        along, so UIDVALIDITY and UIDs are kept); all targets are checked before any move."""
+        source = self._subfolder_path(address, old)
+        self._subfolder_path(address, new)  # refuses INBOX and unsafe names
+        if not (source / "cur").is_dir():
+            raise FileNotFoundError(f"no folder {old!r}")
+        base = source.parent
+        moves = [
+            (base / _folder_dir(name), base / _folder_dir(new + name[len(old) :]))
+            for name in self.folders(address)
+            if name == old or name.startswith(old + ".")
+        ]
+        for _, destination in moves:
+            if destination.exists():
+                raise FileExistsError(f"folder {destination.name[1:]!r} exists")
+        for origin, destination in moves:
+            os.rename(origin, destination)
+        _fsync_dir(base)
 
     def lock_maildrop(self, address: str) -> MaildropLock | None:
         """The user's exclusive POP3 lock, or None while another session holds it."""
@@ -468,7 +585,7 @@ class MaildirStore:
             for name in sorted(os.listdir(base)):
                 if (
                     name.startswith(".")
-                    and name not in (".", "..")
+                    and not name.startswith("..")  # a tombstone
                     and (base / name / "cur").is_dir()
                 ):
                     yield name[1:]
