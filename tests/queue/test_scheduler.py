@@ -406,7 +406,11 @@ async def test_delay_warning_once_when_deferred_past_the_threshold(tmp_path: Pat
         # attempts at +0, +300, +900 (the first deferral past 800), +2100, +4500
         for n, delay in enumerate([300, 600, 1200, 2400], start=1):
             await eventually(
-                lambda n=n: len(agent.calls) == n and world.events[-1][0] == "deferred"
+                lambda n=n: (
+                    len(agent.calls) == n
+                    and bool(world.events)
+                    and world.events[-1][0] == "deferred"
+                )
             )
             await quiet()
             assert len(world.delayed) == (0 if n < 3 else 1)
@@ -471,3 +475,38 @@ async def test_a_bounce_that_cannot_be_queued_keeps_the_failure_pending(tmp_path
         await quiet()
     assert world.spool.list() == []
     assert world.kinds()[-1] == ("failed", "b@x")
+
+
+class RepeatDetectingAgent(RecordingAgent):
+    """Like local delivery: a repeated delivery of a `recovered` entry is recognised."""
+
+    detects_repeats = True
+
+
+@pytest.mark.parametrize(
+    ("agent", "script", "synced"),
+    [
+        (RepeatDetectingAgent(), {}, False),  # a repeat would be a no-op: no fsync needed
+        (RepeatDetectingAgent(), {"b@x": [Outcome.FAILED]}, True),  # would bounce twice
+        (RecordingAgent(), {}, True),  # e.g. remote: would send twice
+    ],
+)
+@asyncio_test
+async def test_removal_is_synced_unless_repeating_the_attempt_is_harmless(
+    tmp_path: Path, agent: RecordingAgent, script: dict[str, list[Outcome]], synced: bool
+) -> None:
+    agent.script = script
+    world = World(tmp_path, agent)
+    removals: list[bool] = []
+    real_remove = world.spool.remove
+
+    def remove(qid: str, *, sync: bool = True) -> None:
+        removals.append(sync)
+        real_remove(qid, sync=sync)
+
+    world.spool.remove = remove  # type: ignore[method-assign]
+    async with world.running():
+        world.scheduler.notify(world.store("a@x", "b@x"))
+        await eventually(lambda: removals != [])
+    assert removals == [synced]
+    assert world.spool.list() == []

@@ -337,3 +337,66 @@ def test_sigkill_while_storing_loses_no_acknowledged_message(tmp_path: Path) -> 
             assert spool.read_message(qid) == body(int(entry.message_id)), f"seed {seed}"
             assert acknowledged.get(qid, int(entry.message_id)) == int(entry.message_id)
         assert len(files(tmp_path)) == 2 * len(recovered), f"seed {seed}"
+
+
+def test_concurrent_stores_share_directory_fsyncs_and_all_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path / "q")
+    real_fsync, dir_syncs = os.fsync, []
+
+    def slow_fsync(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            dir_syncs.append(fd)
+            time.sleep(0.01)  # long enough for other stores to queue behind this one
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    with ThreadPoolExecutor(16) as pool:
+        entries = list(pool.map(lambda _: store(spool), range(64)))
+    assert len(dir_syncs) < 2 * len(entries)  # without group commit: two per store
+    assert {e.qid for e in Spool(tmp_path / "q").recover()} == {e.qid for e in entries}
+
+
+def test_a_failed_directory_fsync_fails_every_store_waiting_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path / "q")
+    real_fsync = os.fsync
+
+    def failing_dir_fsync(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            time.sleep(0.01)
+            raise OSError(errno.EIO, "I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_dir_fsync)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: _store_error(spool), range(16)))
+    assert outcomes == [errno.EIO] * 16
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert Spool(tmp_path / "q").recover() == []
+
+
+def _store_error(spool: Spool) -> int | None:
+    try:
+        store(spool)
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+def test_remove_without_sync_skips_the_directory_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path / "q")
+    entry = store(spool)
+    real_fsync, calls = os.fsync, []
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+    spool.remove(entry.qid, sync=False)
+    assert calls == []
+    assert files(tmp_path / "q") == []
+    other = store(spool)
+    calls.clear()
+    spool.remove(other.qid)
+    assert len(calls) == 1  # the state file's directory

@@ -7,7 +7,9 @@ since the store's file work blocks. Each delivery carries the id
 ``<qid>-<index>`` (the recipient's position in the queue entry), so after a
 crash between the Maildir write and the queue update the scheduler's retry,
 flagged `entry.recovered`, finds the earlier copy with `has_delivery` and
-reports it delivered instead of writing a duplicate. A full disk or quota is a
+reports it delivered instead of writing a duplicate; hence `detects_repeats`,
+which lets the scheduler skip the fsync of the queue entry's removal. The file
+work runs on the shared disk pool (`postoffice.diskio`). A full disk or quota is a
 temporary failure (4.3.1), any other file error one of the mailbox (4.2.0);
 a recipient the store cannot name fails permanently (5.1.3).
 
@@ -16,10 +18,10 @@ Standards: RFC 5321 §4.4 (Return-Path), RFC 3463 (enhanced status codes).
 
 from __future__ import annotations
 
-import asyncio
 import errno
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from postoffice import diskio
 from postoffice.delivery.base import Outcome, RecipientResult
 from postoffice.queue.entry import QueueEntry
 from postoffice.storage.base import MailStore
@@ -49,6 +51,8 @@ def _deferred(recipient: str, error: OSError) -> RecipientResult:
 class LocalDeliveryAgent:
     """`DeliveryAgent` for mailboxes in a `MailStore`; `hostname` names this host in results."""
 
+    detects_repeats: ClassVar[bool] = True  # a `recovered` entry is never delivered twice
+
     def __init__(
         self, store: MailStore, spool: MessageSource, hostname: str, *, junk_folder: str = "Junk"
     ) -> None:
@@ -58,7 +62,7 @@ class LocalDeliveryAgent:
         self._hostname = hostname
 
     async def deliver(self, entry: QueueEntry, recipients: list[str]) -> list[RecipientResult]:
-        return await asyncio.to_thread(self._deliver_all, entry, recipients)
+        return await diskio.run(self._deliver_all, entry, recipients)
 
     def _deliver_all(self, entry: QueueEntry, recipients: list[str]) -> list[RecipientResult]:
         position: dict[str, int] = {}

@@ -28,6 +28,7 @@ Standards: RFC 4954 §6 (535 5.7.8, 454 4.7.0), RFC 5321 §4.2.2 (421), RFC 3463
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -92,6 +93,9 @@ class AuthGuard:
         self._accounts: RecentTable[_Failures] = RecentTable(
             clock, idle=idle, max_entries=max_entries
         )
+        # SASL exchanges run in worker threads (the password hash is slow) and consult
+        # `locked` from there, while the event loop records outcomes: one lock for all.
+        self._lock = threading.Lock()
 
     @property
     def entries(self) -> int:
@@ -99,6 +103,25 @@ class AuthGuard:
         return len(self._ips) + len(self._accounts)
 
     def locked(self, ip: str, account: str) -> Lock | None:
+        """The lockout that applies to this client or account, the longer one if both."""
+        with self._lock:
+            return self._locked_unlocked(ip, account)
+
+    def record_failure(self, ip: str, account: str) -> None:
+        with self._lock:
+            self._record_failure_unlocked(ip, account)
+
+    def record_success(self, ip: str, account: str) -> None:
+        """Forget the failures this client made for this account, and only those."""
+        with self._lock:
+            self._record_success_unlocked(ip, account)
+
+    def delay_after_failure(self, ip: str, account: str) -> float:
+        """Seconds to wait before answering the failure just recorded."""
+        with self._lock:
+            return self._delay_after_failure_unlocked(ip, account)
+
+    def _locked_unlocked(self, ip: str, account: str) -> Lock | None:
         """The lockout that applies to this client or account, the longer one if both."""
         now = self._clock.time()
         locks = [
@@ -111,18 +134,18 @@ class AuthGuard:
         ]
         return max(locks, key=lambda lock: lock.until, default=None)
 
-    def record_failure(self, ip: str, account: str) -> None:
+    def _record_failure_unlocked(self, ip: str, account: str) -> None:
         client, name = client_key(ip), _account_key(account)
         self._fail(self._ips, client, name, self._max_ip)
         self._fail(self._accounts, name, client, self._max_account)
 
-    def record_success(self, ip: str, account: str) -> None:
+    def _record_success_unlocked(self, ip: str, account: str) -> None:
         """Forget the failures this client made for this account, and only those."""
         client, name = client_key(ip), _account_key(account)
         self._forgive(self._ips, client, name)
         self._forgive(self._accounts, name, client)
 
-    def delay_after_failure(self, ip: str, account: str) -> float:
+    def _delay_after_failure_unlocked(self, ip: str, account: str) -> float:
         """Seconds to wait before answering the failure just recorded."""
         failures = max(
             self._count(self._ips.get(client_key(ip))),

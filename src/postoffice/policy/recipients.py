@@ -6,12 +6,22 @@ only from clients allowed to relay. Addresses are taken literally: `%`, `!`,
 quoted `@` and source routes never turn into routing (the relay tricks), since
 the parser already gave us one local part and one domain.
 
+The directory's answer for an address (is its domain local, does it resolve)
+is cached for `CACHE_TTL` seconds, the good and the bad alike: RCPT runs on
+the event loop and a flood of RCPTs (or of guesses) would otherwise be a flood
+of SQLite queries. A user added with the CLI is thus accepted at most
+`CACHE_TTL` seconds after the last refusal (and one removed refused at most as
+late; its mail then bounces at delivery). The cache belongs to the policy,
+which the server rebuilds on SIGHUP, so a reload forgets it.
+
 Standards: RFC 5321 §3.6 (relaying), §4.5.1 (postmaster), RFC 3463 codes.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from postoffice.mail.address import Address
@@ -26,6 +36,9 @@ NO_DOMAIN = Reply(501, "5.1.3", "Recipient address needs a domain")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+CACHE_TTL = 5.0  # seconds a directory answer is reused
+CACHE_SIZE = 10_000  # entries; the cache is emptied when full
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -36,8 +49,18 @@ class Verdict:
 class RecipientPolicy:
     """Decides each RCPT TO from the directory and the relay networks."""
 
-    def __init__(self, directory: Directory, relay_networks: list[str], default_domain: str):
+    def __init__(
+        self,
+        directory: Directory,
+        relay_networks: list[str],
+        default_domain: str,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.directory = directory
+        self._monotonic = monotonic
+        # address -> (expiry, None: not a local domain, else whether the address resolves)
+        self._cache: dict[str, tuple[float, bool | None]] = {}
         self.relay_networks: list[Network] = [
             ipaddress.ip_network(n, strict=False) for n in relay_networks
         ]
@@ -63,10 +86,27 @@ class RecipientPolicy:
     def check(self, rcpt: Address, client_ip: str, authenticated: bool = False) -> Verdict:
         if not rcpt.domain:
             return Verdict(NO_DOMAIN, False)
-        if self.directory.is_local_domain(rcpt.domain):
-            if self.directory.resolve(str(rcpt)) is None:
+        match self.local_recipient(str(rcpt), rcpt.domain):
+            case True:
+                return Verdict(ACCEPT_LOCAL, True)
+            case False:
                 return Verdict(NO_SUCH_USER, False)
-            return Verdict(ACCEPT_LOCAL, True)
         if self.may_relay(client_ip, authenticated):
             return Verdict(ACCEPT_RELAY, True)
         return Verdict(RELAY_DENIED, False)
+
+    def local_recipient(self, address: str, domain: str) -> bool | None:
+        """None if `domain` is not local, else whether `address` resolves; cached."""
+        now = self._monotonic()
+        cached = self._cache.get(address)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = (
+            self.directory.resolve(address) is not None
+            if self.directory.is_local_domain(domain)
+            else None
+        )
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[address] = (now + CACHE_TTL, answer)
+        return answer

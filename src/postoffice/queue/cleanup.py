@@ -2,8 +2,9 @@
 
 Cleanup checks for mail loops, prepends our `Received:` trace header, expands
 recipients through the directory (aliases, catch-alls, subaddresses) and
-writes the message durably into the spool. Only when `submit` returns may a
-server answer `250`: the message is on stable storage by then.
+writes the message durably into the spool, expansion and store in one hop to
+the disk pool (`postoffice.diskio`). Only when `submit` returns may a server
+answer `250`: the message is on stable storage by then.
 
 Messages the server writes itself (bounces) come in with `Origin.internal`:
 their Received: header has only a `by` clause, as from Postfix's pickup.
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from postoffice import diskio
 from postoffice.clock import Clock
 from postoffice.mail.address import Address
 from postoffice.protocols.smtp import Reply
@@ -120,12 +122,11 @@ class Cleanup:
         if self.should_sign(origin):
             assert self.signer is not None
             data = await asyncio.to_thread(self.signer, data) + data  # below Received:
-        targets = await asyncio.to_thread(self.expand, recipients)
         try:
-            entry = await asyncio.to_thread(
-                self.spool.store,
+            entry = await diskio.run(
+                self._expand_and_store,
                 str(sender) if sender else "",
-                targets,
+                recipients,
                 trace + data,
                 qid=qid,
                 client=origin.as_dict(),
@@ -136,6 +137,28 @@ class Cleanup:
             raise Refused(DISK_FULL) from None
         self.on_queued(entry)
         return entry
+
+    def _expand_and_store(
+        self,
+        sender: str,
+        recipients: list[Address],
+        data: bytes,
+        *,
+        qid: str,
+        client: dict[str, str],
+        message_id: str,
+        arrival: float,
+    ) -> QueueEntry:
+        """Expansion (SQLite) and the durable store in one hop to the disk pool."""
+        return self.spool.store(
+            sender,
+            self.expand(recipients),
+            data,
+            qid=qid,
+            client=client,
+            message_id=message_id,
+            arrival=arrival,
+        )
 
     def expand(self, recipients: list[Address]) -> list[tuple[str, str]]:
         """(final address, original address) pairs, without duplicates of a final address."""

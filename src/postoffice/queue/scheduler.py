@@ -21,6 +21,14 @@ after its arrival, its pending recipients go once to the `on_delayed` hook
 succeeded, so a warning that could not be queued is tried at the next deferral.
 Every per-recipient outcome goes to `on_event` for the log/trace layer.
 
+Removing a finished entry is synced to disk unless repeating this attempt
+would be harmless: when every recipient it finalised was delivered by an agent
+with a true `detects_repeats` attribute (local delivery, which recognises its
+earlier copy when the entry comes back `recovered`). A machine crash that
+undoes such an unsynced removal then costs a second, idempotent attempt, never
+a duplicate; remote deliveries and failures (bounces) keep the synced removal.
+Blocking spool work runs on the shared disk pool (`postoffice.diskio`).
+
 Standards: RFC 5321 §4.5.4.1 (retry strategy), §6.1 (responsibility until
 delivered or bounced); RFC 3463 §3.4/§3.5 (4.3.0, 4.4.7); RFC 3464 §2.3.3
 (the "delayed" action).
@@ -33,6 +41,7 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable
 
+from postoffice import diskio
 from postoffice.clock import Clock
 from postoffice.delivery.base import DeliveryAgent, Outcome, RecipientResult
 from postoffice.queue.backoff import Backoff
@@ -103,7 +112,7 @@ class Scheduler:
 
     async def recover(self) -> list[QueueEntry]:
         """Recover the spool after a restart and schedule what it holds."""
-        entries = await asyncio.to_thread(self._spool.recover)
+        entries = await diskio.run(self._spool.recover)
         for entry in entries:
             self.notify(entry)
         return entries
@@ -131,18 +140,18 @@ class Scheduler:
         if running is not None:
             await asyncio.wait({running})
         self._due.pop(qid, None)
-        entry = await asyncio.to_thread(self._spool.load, qid)
+        entry = await diskio.run(self._spool.load, qid)
         if entry.state is not QueueState.HOLD:
             entry.state = QueueState.HOLD
-            await asyncio.to_thread(self._spool.save, entry)
+            await diskio.run(self._spool.save, entry)
 
     async def release(self, qid: str) -> None:
         """Undo `hold`: the entry becomes due now."""
-        entry = await asyncio.to_thread(self._spool.load, qid)
+        entry = await diskio.run(self._spool.load, qid)
         if entry.state is QueueState.HOLD:
             entry.state = QueueState.ACTIVE
             entry.next_attempt = self._clock.time()
-            await asyncio.to_thread(self._spool.save, entry)
+            await diskio.run(self._spool.save, entry)
             self.notify(entry)
 
     def _schedule(self, qid: str, due: float) -> None:
@@ -234,12 +243,12 @@ class Scheduler:
             self._schedule(qid, retry)
 
     async def _deliver_entry(self, qid: str) -> None:
-        entry = await asyncio.to_thread(self._spool.load, qid)
+        entry = await diskio.run(self._spool.load, qid)
         if entry.state is QueueState.HOLD:
             return
         entry.recovered = qid in self._recovered
         now = self._clock.time()
-        results = await self._deliver_all(entry)
+        results, harmless = await self._deliver_all(entry)
         events = self._record(entry, results, now)
         if entry.pending and self._backoff.expired(entry, now):
             events += self._expire(entry)
@@ -256,18 +265,23 @@ class Scheduler:
                 now + self._backoff.delay(entry.attempts), self._backoff.deadline(entry)
             )
             await self._warn_delayed(entry, now)
-            await asyncio.to_thread(self._spool.save, entry)
+            await diskio.run(self._spool.save, entry)
             events += [("deferred", r) for r in entry.pending]
             self._schedule(qid, entry.next_attempt)
         else:
-            await asyncio.to_thread(self._spool.remove, qid)
+            sync = any(kind != "delivered" or r.address not in harmless for kind, r in events)
+            await diskio.run(self._spool.remove, qid, sync=sync)
         self._recovered.discard(qid)
         for kind, recipient in events:
             self._emit(kind, entry, recipient)
 
-    async def _deliver_all(self, entry: QueueEntry) -> dict[str, RecipientResult]:
-        """One result per distinct pending address, whatever the router and agents do."""
+    async def _deliver_all(self, entry: QueueEntry) -> tuple[dict[str, RecipientResult], set[str]]:
+        """One result per distinct pending address, whatever the router and agents do.
+
+        Also the addresses whose agent `detects_repeats` (see the module docstring).
+        """
         results: dict[str, RecipientResult] = {}
+        harmless: set[str] = set()
         groups: dict[int, tuple[DeliveryAgent, list[str]]] = {}
         for address in dict.fromkeys(r.address for r in entry.pending):
             try:
@@ -277,12 +291,14 @@ class Scheduler:
                 results[address] = _trouble(address, "routing error")
                 continue
             groups.setdefault(id(agent), (agent, []))[1].append(address)
+            if getattr(agent, "detects_repeats", False):
+                harmless.add(address)
         batches = await asyncio.gather(
             *(self._deliver(entry, agent, addresses) for agent, addresses in groups.values())
         )
         for batch in batches:
             results.update(batch)
-        return results
+        return results, harmless
 
     async def _deliver(
         self, entry: QueueEntry, agent: DeliveryAgent, addresses: list[str]

@@ -10,8 +10,10 @@ crash leaves one or two copies, never none, and `recover` keeps the newest.
 Anything else a crash can leave (tmp files, a message without a state file) was
 never acknowledged and is removed. Methods block and are thread-safe: stores
 never share a file, and operations on one queue id take a lock striped by id.
-The fsync steps live in `_sync_file`/`_sync_dir` so that batching them across
-concurrent sessions (group commit) can be added without touching callers.
+Directory fsyncs are group-committed (`_DirSync`): stores renaming into the
+same directory at the same time share one fsync that started after all their
+renames. A removal may skip its directory fsync when repeating the delivery
+after a crash is harmless (`remove(sync=False)`, see the scheduler).
 Layout: docs/on-disk-layout.md.
 
 Standards: RFC 5321 §6.1 (a 250 after DATA is a promise not to lose the message,
@@ -61,6 +63,9 @@ class Spool:
         self._qid_lock = threading.Lock()
         self._last_micros = 0
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
+        self._dir_syncs = {
+            d: _DirSync(d) for d in (root, self._tmp, self._messages, *self._state_dirs.values())
+        }
         missing = [
             d for d in (self._tmp, self._messages, *self._state_dirs.values()) if not d.is_dir()
         ]
@@ -175,15 +180,22 @@ class Spool:
                     path.unlink()
                     self._sync_dir(path.parent)
 
-    def remove(self, qid: str) -> None:
-        """Delete a message: state file first (durably), then the message file."""
+    def remove(self, qid: str, *, sync: bool = True) -> None:
+        """Delete a message: state file first, then the message file.
+
+        With `sync` the state file's removal is on stable storage on return.
+        Without, a crash of the machine (not of the process) soon after may
+        bring the entry back, to be delivered again as `recovered`: only for
+        callers to whom that repeat is harmless.
+        """
         with self._lock(qid):
             copies = self._state_files(qid)
             if not copies:
                 raise UnknownQid(qid)
             for _, path in copies:
                 path.unlink()
-                self._sync_dir(path.parent)
+                if sync:
+                    self._sync_dir(path.parent)
             # No fsync needed: a message file that comes back after a crash is an orphan.
             (self._messages / qid).unlink(missing_ok=True)
 
@@ -257,22 +269,72 @@ class Spool:
             raise
         self._sync_dir(target.parent)
 
-    # The two fsync steps: the place to add group commit (batching) later.
-
     def _sync_file(self, fd: int) -> None:
         os.fsync(fd)
 
     def _sync_dir(self, directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._dir_syncs[directory].sync()
 
     # Last in the class: from here on `list` names this method, not the builtin.
     def list(self, state: QueueState | None = None) -> list[QueueEntry]:
         """Entries in `state` (all if None), oldest first; unreadable ones are logged, skipped."""
         return self._load_all(tuple(QueueState) if state is None else (state,))
+
+
+class _DirSync:
+    """Group commit of one directory's fsync, for any number of threads.
+
+    `sync` returns once an fsync of the directory that *started after the
+    call* has completed, so every rename done before the call is durable. While
+    one fsync runs, callers wait; the next fsync then covers all of them at
+    once. A failed fsync fails every caller it would have covered (the kernel
+    may have dropped their entries, so a later success proves nothing for them).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._cond = threading.Condition()
+        self._started = 0  # generation of the last fsync started
+        self._completed = 0  # generation of the last fsync completed
+        self._failed = 0  # generation of the last fsync that failed
+        self._error: OSError | None = None
+        self._running = False
+
+    def sync(self) -> None:
+        with self._cond:
+            wanted = self._started + 1  # the first fsync that starts after this call
+            while self._completed < wanted:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running = True
+                self._started += 1
+                generation = self._started
+                self._cond.release()
+                try:
+                    error = _fsync_dir(self._directory)
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._completed = generation
+                    self._cond.notify_all()
+                if error is not None:
+                    self._failed, self._error = generation, error
+            if self._failed >= wanted and self._error is not None:
+                raise OSError(self._error.errno, self._error.strerror, str(self._directory))
+
+
+def _fsync_dir(directory: Path) -> OSError | None:
+    """fsync a directory; the error instead of raising it, for `_DirSync` to share."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _write_all(fd: int, data: bytes) -> None:

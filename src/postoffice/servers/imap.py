@@ -399,7 +399,7 @@ class ImapSession:
             return LOCKED_OUT
         self.login = self.ctx.gate.password(self.client_ip)
         initial = sasl.encode_b64(sasl.client_plain(event.user, event.password))
-        return await self.auth_step(self.login.start(initial))
+        return await self.auth_step(await self.login.start(initial))
 
     async def on_authenticate(self, event: events.Authenticate) -> responses.Response:
         if not self.login_allowed:
@@ -410,12 +410,12 @@ class ImapSession:
         if login is None:
             return No("unsupported SASL mechanism", codes.CANNOT)
         self.login = login
-        return await self.auth_step(login.start(event.initial_response))
+        return await self.auth_step(await login.start(event.initial_response))
 
     async def on_authenticate_data(self, event: events.AuthenticateData) -> responses.Response:
         if self.login is None:
             return Bad("no authentication in progress")
-        return await self.auth_step(self.login.respond(event.line))
+        return await self.auth_step(await self.login.respond(event.line))
 
     async def auth_step(self, step: sasl.Step) -> responses.Response:
         login = self.login

@@ -6,8 +6,10 @@ times out idle sessions, logs in through the shared `LoginGate`, and keeps the m
 semantics users rely on: an exclusive lock per user for the whole session (`[IN-USE]`
 for a second one; the lock dies with the session or the process), a message list frozen
 at login, DELE as a mark that RSET clears, deletions only in the UPDATE state after QUIT
-(fsync'ed by the store), nothing deleted when the connection drops. RETR and TOP stream
-the file in chunks. Octet counts are those of the stored CRLF form RETR sends.
+(fsync'ed by the store), nothing deleted when the connection drops. RETR and TOP read a
+message of up to `WHOLE_MESSAGE` octets in one hop to the disk pool and encode it in one
+pass; larger ones are streamed in chunks. Octet counts are those of the stored CRLF form
+RETR sends.
 
 Standards: RFC 1939 (POP3), RFC 2449 (CAPA, response codes, PIPELINING), RFC 2595 (STLS),
 RFC 3206 ([SYS/*], [AUTH]), RFC 5034 (AUTH), RFC 8314 (implicit TLS)
@@ -22,7 +24,9 @@ import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
+from postoffice import diskio
 from postoffice.config import Config
 from postoffice.logs import EventLog
 from postoffice.policy.limits import ClientLimits
@@ -36,6 +40,7 @@ from postoffice.tls import ServerTls, describe
 
 IMPLEMENTATION = "postoffice"
 CHUNK = 64 * 1024
+WHOLE_MESSAGE = 1024 * 1024  # up to this size RETR/TOP read the file at once
 _UIDL_OK = frozenset(range(0x21, 0x7F))  # RFC 1939 §7: 1 to 70 characters 0x21-0x7E
 
 BUSY = Err("too many connections, try again later", "SYS/TEMP")
@@ -274,7 +279,7 @@ class Pop3Session:
             return self.conn.send(LOCKED_OUT)
         self.login = self.ctx.gate.password(self.client_ip)
         initial = sasl.encode_b64(sasl.client_plain(user, event.password))
-        return await self.auth_step(self.login.start(initial))
+        return await self.auth_step(await self.login.start(initial))
 
     async def on_auth(self, event: events.Auth) -> bytes:
         if event.mechanism is None:  # RFC 1734 style: list the mechanisms
@@ -288,12 +293,12 @@ class Pop3Session:
         if login is None:
             return self.conn.send(Err("unsupported SASL mechanism"))
         self.login = login
-        return await self.auth_step(login.start(event.initial_response))
+        return await self.auth_step(await login.start(event.initial_response))
 
     async def on_auth_data(self, event: events.AuthData) -> bytes:
         if self.login is None:
             return self.conn.send(Err("no authentication in progress"))
-        return await self.auth_step(self.login.respond(event.line))
+        return await self.auth_step(await self.login.respond(event.line))
 
     async def auth_step(self, step: sasl.Step) -> bytes:
         login = self.login
@@ -375,24 +380,29 @@ class Pop3Session:
         if isinstance(info, Err):
             return self.conn.send(info)
         assert self.mailbox is not None
+        content: bytes | BinaryIO
         try:
-            source = await asyncio.to_thread(self.mailbox.open, info.key)
+            if info.size <= WHOLE_MESSAGE:
+                content = await diskio.run(self.mailbox.read, info.key)
+            else:
+                content = await diskio.run(self.mailbox.open, info.key)
         except (OSError, KeyError):
             return self.conn.send(Err("message vanished from the maildrop", "SYS/PERM"))
-        try:
-            self.writer.write(self.conn.send_multiline_start(Ok(f"{info.size} octets")))
-            encoder = self.conn.message_encoder()
-            limiter = _TopLimiter(body_lines)
+        self.writer.write(self.conn.send_multiline_start(Ok(f"{info.size} octets")))
+        encoder = self.conn.message_encoder()
+        limiter = _TopLimiter(body_lines)
+        if isinstance(content, bytes):  # read in one hop, encoded in one pass
+            self.writer.write(encoder.feed(limiter.cut(content) + limiter.rest()))
+            return encoder.finish()
+        with content:
             while not limiter.done:
-                chunk = await asyncio.to_thread(source.read, CHUNK)
+                chunk = await diskio.run(content.read, CHUNK)
                 if not chunk:
                     self.writer.write(encoder.feed(limiter.rest()))
                     break
                 self.writer.write(encoder.feed(limiter.cut(chunk)))
                 await self.writer.drain()
-            return encoder.finish()
-        finally:
-            source.close()
+        return encoder.finish()
 
     async def on_dele(self, event: events.Dele) -> bytes:
         info = self.message(event.msg)

@@ -361,12 +361,12 @@ class SmtpSession:
         if login is None:
             return AUTH_UNKNOWN
         self.login = login
-        return await self.auth_step(login.start(event.initial_response))
+        return await self.auth_step(await login.start(event.initial_response))
 
     async def on_auth_data(self, event: events.AuthData) -> Reply:
         if self.login is None:  # the core only sends AuthData after our 334
             return AUTH_CANCELLED
-        return await self.auth_step(self.login.respond(event.line))
+        return await self.auth_step(await self.login.respond(event.line))
 
     async def auth_step(self, step: sasl.Step) -> Reply:
         login = self.login

@@ -118,7 +118,7 @@ class ServerProcess:
             raise RuntimeError(f"postoffice {' '.join(args)} failed: {result.stderr.decode()}")
         return result.stdout.decode()
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "postoffice", "serve", "--data-dir", str(self.data_dir)],
