@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import re
 import time
@@ -59,9 +58,9 @@ from postoffice.protocols.imap.sequence import SequenceSet
 from postoffice.protocols.imap.states import State
 from postoffice.servers.imap_mailbox import SYSTEM_FLAGS, SelectedMailbox, flag_atoms
 from postoffice.servers.login import Login, LoginGate
+from postoffice.servers.session import BaseSession
 from postoffice.storage.base import MailboxWatch, MailStore
-from postoffice.streams import start_tls
-from postoffice.tls import ServerTls, describe
+from postoffice.tls import ServerTls
 
 IMPLEMENTATION = "postoffice"
 DELIMITER = "."
@@ -121,7 +120,7 @@ class ImapContext:
 Handler = Callable[[Any], Awaitable[responses.Response]]
 
 
-class ImapSession:
+class ImapSession(BaseSession):
     """One client connection."""
 
     def __init__(
@@ -132,26 +131,16 @@ class ImapSession:
         *,
         tls: str = "",
     ):
+        super().__init__(reader, writer, tls)
         self.ctx = context()
-        self.reader, self.writer = reader, writer
-        self.plaintext: asyncio.StreamWriter | None = None
-        self.tls = tls
         self.limits = Limits(literal=self.ctx.config.limits.message_size)
         self.conn = ServerConnection(self.limits, tls=bool(tls))
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.client_ip = str(peer[0])
-        self.client = f"{peer[0]}:{peer[1]}"
-        self.loopback = ipaddress.ip_address(self.client_ip.split("%")[0]).is_loopback
         self.user = ""
         self.login: Login | None = None
         self.selected: SelectedMailbox | None = None
         self.watch: MailboxWatch | None = None  # the selected mailbox's change notifications
         self.idling = False
         self.errors = 0
-        self.stopping = False
-        self.idle = False
-        self.task: asyncio.Task[None] | None = None
-        self.after_reply: Callable[[], Awaitable[None]] | None = None
         self.handlers: dict[type, Handler] = {
             events.Capability: self.on_capability,
             events.Noop: self.on_noop,
@@ -247,9 +236,7 @@ class ImapSession:
                     self.out(update)
             if not conn.closed:
                 self.out(response)
-            if self.after_reply is not None:
-                action, self.after_reply = self.after_reply, None
-                await action()
+            await self.run_after_reply()
             if self.stopping and not conn.closed and conn.state is not State.IDLE:
                 await self.goodbye(SHUTTING_DOWN)
                 return
@@ -301,16 +288,6 @@ class ImapSession:
             self.out(reply)
             await self.writer.drain()
         self.writer.close()
-
-    def request_stop(self) -> None:
-        self.stopping = True
-        if self.idle and self.task is not None:
-            self.task.cancel()
-
-    async def abort(self) -> None:
-        self.stopping = True
-        if self.task is not None:
-            self.task.cancel()
 
     def deselect(self) -> None:
         if self.watch is not None:
@@ -382,15 +359,7 @@ class ImapSession:
         """After OK to STARTTLS: drop buffered plaintext (RFC 9051 §6.2.1), then the handshake."""
         await self.writer.drain()
         self.conn.start_tls()
-        try:
-            reader, writer = await start_tls(
-                self.writer, self.ctx.tls.context(), server_side=True, timeout=60.0
-            )
-        except (OSError, TimeoutError) as exc:
-            self.ctx.log.event("tls_failed", client=self.client, error=str(exc) or repr(exc))
-            raise ConnectionResetError("TLS handshake failed") from None
-        self.plaintext, self.reader, self.writer = self.writer, reader, writer
-        self.tls = describe(writer.get_extra_info("ssl_object"))
+        await self.switch_to_tls(self.ctx.tls.context(), 60.0, self.ctx.log)
 
     async def on_login(self, event: events.Login) -> responses.Response:
         if not self.login_allowed:

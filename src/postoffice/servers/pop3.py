@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,10 +32,10 @@ from postoffice.policy.limits import ClientLimits
 from postoffice.protocols import pop3, sasl
 from postoffice.protocols.pop3 import NEED_DATA, PAUSED, Err, Ok, OkLines, events
 from postoffice.servers.login import Login, LoginGate
+from postoffice.servers.session import BaseSession
 from postoffice.storage.base import Mailbox, MailStore, MessageInfo
 from postoffice.storage.locks import MaildropLock
-from postoffice.streams import start_tls
-from postoffice.tls import ServerTls, describe
+from postoffice.tls import ServerTls
 
 IMPLEMENTATION = "postoffice"
 CHUNK = 64 * 1024
@@ -76,7 +75,7 @@ def uidl_of(info: MessageInfo) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
 
-class Pop3Session:
+class Pop3Session(BaseSession):
     """One client connection."""
 
     def __init__(
@@ -87,15 +86,9 @@ class Pop3Session:
         *,
         tls: str = "",
     ):
+        super().__init__(reader, writer, tls)
         self.ctx = context()
-        self.reader, self.writer = reader, writer
-        self.plaintext: asyncio.StreamWriter | None = None
-        self.tls = tls
         self.conn = pop3.ServerConnection(tls=bool(tls))
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.client_ip = str(peer[0])
-        self.client = f"{peer[0]}:{peer[1]}"
-        self.loopback = ipaddress.ip_address(self.client_ip.split("%")[0]).is_loopback
         self.user = ""
         self.pending_user = ""  # from USER, until PASS
         self.login: Login | None = None
@@ -104,10 +97,6 @@ class Pop3Session:
         self.messages: list[MessageInfo] = []  # frozen at login (RFC 1939 §4)
         self.deleted: set[int] = set()  # message numbers marked by DELE
         self.errors = 0
-        self.stopping = False
-        self.idle = False
-        self.task: asyncio.Task[None] | None = None
-        self.after_reply: Callable[[], Awaitable[None]] | None = None
         self.handlers: dict[type, Callable[[object], Awaitable[bytes]]] = {
             events.Capa: self.on_capa,  # type: ignore[dict-item]
             events.Stls: self.on_stls,  # type: ignore[dict-item]
@@ -168,9 +157,7 @@ class Pop3Session:
                 await self.goodbye(TOO_FAST)
                 return
             self.writer.write(await self.handlers[type(event)](event))
-            if self.after_reply is not None:
-                action, self.after_reply = self.after_reply, None
-                await action()
+            await self.run_after_reply()
             if self.stopping and not conn.closed and self.idle_between_commands:
                 await self.goodbye(SHUTTING_DOWN)
                 return
@@ -203,16 +190,6 @@ class Pop3Session:
             self.writer.write(self.conn.send(reply))
             await self.writer.drain()
         self.writer.close()
-
-    def request_stop(self) -> None:
-        self.stopping = True
-        if self.idle and self.task is not None:
-            self.task.cancel()
-
-    async def abort(self) -> None:
-        self.stopping = True
-        if self.task is not None:
-            self.task.cancel()
 
     def release(self) -> None:
         """Give back the maildrop lock and close the mailbox's index; marked messages stay
@@ -255,15 +232,7 @@ class Pop3Session:
         """After +OK to STLS: drop buffered plaintext (RFC 2595 §4), then the handshake."""
         await self.writer.drain()
         self.conn.start_tls()
-        try:
-            reader, writer = await start_tls(
-                self.writer, self.ctx.tls.context(), server_side=True, timeout=60.0
-            )
-        except (OSError, TimeoutError) as exc:
-            self.ctx.log.event("tls_failed", client=self.client, error=str(exc) or repr(exc))
-            raise ConnectionResetError("TLS handshake failed") from None
-        self.plaintext, self.reader, self.writer = self.writer, reader, writer
-        self.tls = describe(writer.get_extra_info("ssl_object"))
+        await self.switch_to_tls(self.ctx.tls.context(), 60.0, self.ctx.log)
 
     async def on_user(self, event: events.User) -> bytes:
         if not self.login_allowed:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,9 +49,9 @@ from postoffice.protocols.smtp import (
 from postoffice.protocols.smtp.replies import TOO_MANY_RECIPIENTS
 from postoffice.queue.cleanup import Cleanup, Origin, Refused
 from postoffice.servers.login import Login, LoginGate
+from postoffice.servers.session import BaseSession
 from postoffice.storage.base import Directory
-from postoffice.streams import start_tls
-from postoffice.tls import ServerTls, describe
+from postoffice.tls import ServerTls
 
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing connection")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
@@ -127,7 +126,7 @@ class SmtpContext:
         return tuple(lines)
 
 
-class SmtpSession:
+class SmtpSession(BaseSession):
     """One client connection."""
 
     def __init__(
@@ -138,20 +137,12 @@ class SmtpSession:
         *,
         tls: str = "",
     ):
+        super().__init__(reader, writer, tls)
         self.ctx = context()
-        self.reader = reader
-        self.writer = writer
-        self.plaintext: asyncio.StreamWriter | None = None  # kept alive under TLS
-        self.tls = tls  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" once encrypted
         self.user = ""  # the authenticated user
         self.login: Login | None = None  # an AUTH exchange in progress
         self.locked_strikes = 0
-        self.after_reply: Callable[[], Awaitable[None]] | None = None
         self.conn = ServerConnection(limits=self.ctx.limits)
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.client_ip = str(peer[0])
-        self.client = f"{peer[0]}:{peer[1]}"
-        self.loopback = ipaddress.ip_address(self.client_ip.split("%")[0]).is_loopback
         self.helo = ""
         self.sender: Address | None = None
         self.recipients: list[Address] = []
@@ -160,9 +151,6 @@ class SmtpSession:
         self.command_deadline: float | None = None  # loop time the next command is due by
         self.body_started: float | None = None  # loop time the message body began
         self.body_octets = 0
-        self.stopping = False
-        self.idle = False
-        self.task: asyncio.Task[None] | None = None
         self.handlers: dict[type, Callable[[object], Awaitable[Reply]]] = {
             events.Helo: self.on_helo,  # type: ignore[dict-item]
             events.MailFrom: self.on_mail,  # type: ignore[dict-item]
@@ -227,9 +215,7 @@ class SmtpSession:
             handler = self.handlers[type(event)]
             reply = await handler(event)
             self.writer.write(conn.send(reply))
-            if self.after_reply is not None:
-                action, self.after_reply = self.after_reply, None
-                await action()
+            await self.run_after_reply()
             if self.stopping and self.between_transactions and not conn.closed:
                 self.writer.write(conn.send(SHUTTING_DOWN))
         await self.flush()
@@ -292,16 +278,9 @@ class SmtpSession:
     def between_transactions(self) -> bool:
         return self.conn.state in _IDLE_STATES
 
-    def request_stop(self) -> None:
-        self.stopping = True
-        if self.idle and self.task is not None:
-            self.task.cancel()
-
     async def abort(self) -> None:
-        self.stopping = True
-        self.idle = True
-        if self.task is not None:
-            self.task.cancel()
+        self.idle = True  # the read raises CancelledError as for an idle session: say 421
+        await super().abort()
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -337,15 +316,7 @@ class SmtpSession:
         await self.flush()
         dropped = self.conn.start_tls()  # RFC 3207 §4.2: nothing sent before counts
         timeout = self.ctx.config.limits.command_timeout
-        try:
-            reader, writer = await start_tls(
-                self.writer, self.ctx.tls.context(), server_side=True, timeout=timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            self.ctx.log.event("tls_failed", client=self.client, error=str(exc) or repr(exc))
-            raise ConnectionResetError("TLS handshake failed") from None
-        self.plaintext, self.reader, self.writer = self.writer, reader, writer
-        self.tls = describe(writer.get_extra_info("ssl_object"))
+        await self.switch_to_tls(self.ctx.tls.context(), timeout, self.ctx.log)
         self.helo, self.user = "", ""
         self.reset()
         self.ctx.log.event("starttls", client=self.client, tls=self.tls, discarded=dropped or None)
