@@ -132,8 +132,10 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited at start: {self.log_path.read_text()}")
             try:
-                with socket.create_connection((self.host, self.smtp_port), timeout=1) as sock:
-                    sock.recv(512)
+                # Listeners bind one after the other: wait until the last ones answer too.
+                for port in (self.smtp_port, self.pop3_port, self.imap_port):
+                    with socket.create_connection((self.host, port), timeout=1) as sock:
+                        sock.recv(512)
                 return
             except OSError:
                 time.sleep(0.05)
