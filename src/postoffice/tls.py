@@ -19,7 +19,6 @@ Standards: RFC 8996 (TLS 1.0/1.1 deprecated), RFC 9325 §3.1.1, §3.3, §3.5, §
 from __future__ import annotations
 
 import ipaddress
-import os
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from postoffice.clock import Clock, SystemClock
+from postoffice.fileio import replace_file
 
 VALIDITY = timedelta(days=825)  # the longest lifetime clients (Apple, CA/B Forum) still accept
 RENEW_BEFORE = timedelta(days=30)
@@ -169,8 +169,8 @@ def _ensure_self_signed(cert_path: Path, key_path: Path, hostname: str, now: dat
         cert_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The key first: a crash in between leaves no certificate, so the next start regenerates.
         cert_path.unlink(missing_ok=True)
-        _write_atomically(key_path, pem_key, mode=0o600)
-        _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        replace_file(key_path, pem_key, mode=0o600)
+        replace_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     except OSError as error:
         raise TlsError(
             f"cannot write the generated TLS certificate to {error.filename or cert_path}:"
@@ -234,19 +234,3 @@ def _alt_names_of(cert: x509.Certificate) -> set[x509.GeneralName]:
         return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         return set()
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    """Temp file with `mode` from the start, fsync, rename over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

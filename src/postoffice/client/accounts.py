@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postoffice.client.files import replace_file
 from postoffice.client.network import ClientError, Endpoint, Security
+from postoffice.fileio import replace_file
 from postoffice.mail.address import AddressError, parse_address
 
 KEYRING_SERVICE = "postoffice"

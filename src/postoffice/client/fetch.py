@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from postoffice.client.accounts import Account
-from postoffice.client.files import replace_file
 from postoffice.client.local import folder
 from postoffice.client.network import (
     FAILURES,
@@ -37,6 +36,7 @@ from postoffice.client.network import (
     tls_context,
 )
 from postoffice.client.pop3 import Pop3Client
+from postoffice.fileio import replace_file
 from postoffice.storage.maildir import MaildirMailbox
 
 LOG_NAME = "postoffice-uidl"

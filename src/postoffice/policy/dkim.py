@@ -42,9 +42,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from postoffice.dns import DnsTemporaryError, NoRecords, NoSuchDomain, Resolver
+from postoffice.fileio import replace_file
 from postoffice.policy.authres import Resinfo, Result
 from postoffice.policy.dmarc import author_domain
-from postoffice.tls import _write_atomically
 
 ALGORITHMS = ("rsa", "ed25519")
 RSA_BITS = 2048
@@ -210,7 +210,7 @@ class KeyStore:
         directory = self._dir(domain)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for key in keys.keys:
-            _write_atomically(
+            replace_file(
                 directory / f"{selector}.{key.algorithm}.key", key.private_pem, mode=0o600
             )
         state["selectors"][selector] = {"created": now}
@@ -248,7 +248,7 @@ class KeyStore:
 
     def _save(self, domain: str, state: dict[str, Any]) -> None:
         text = json.dumps(state, indent=2, sort_keys=True) + "\n"
-        _write_atomically(self._dir(domain) / STATE_FILE, text.encode("utf-8"), mode=0o600)
+        replace_file(self._dir(domain) / STATE_FILE, text.encode("utf-8"), mode=0o600)
 
     def _load(self, domain: str, selector: str, state: dict[str, Any]) -> KeySet:
         keys = []

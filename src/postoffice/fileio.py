@@ -1,8 +1,9 @@
-"""Replacing a small file of the user agent durably: the accounts file and the UIDL log.
+"""Replacing a small file durably: keys, certificates, DKIM state, the user agent's files.
 
-The new content goes to a temporary name created with its final mode (so a password file
-is never readable by others, not even for a moment), is fsync'ed, renamed over the old
-file and the directory fsync'ed: after a crash the file is wholly old or wholly new.
+The new content goes to a temporary name created with its final mode (so a key or a
+password file is never readable by others, not even for a moment), is fsync'ed, renamed
+over the old file and the directory fsync'ed: after a crash the file is wholly old or
+wholly new. (The spool has its own writers, whose directory fsyncs are shared.)
 
 Standards: POSIX rename(2), fsync(2)
 """
