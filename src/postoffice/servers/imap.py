@@ -182,26 +182,17 @@ class ImapSession(BaseSession):
     def out(self, response: responses.Response) -> None:
         self.writer.write(self.conn.send(response))
 
-    async def run(self) -> None:
-        self.task = asyncio.current_task()
-        self.ctx.log.event("connect", listener="imap", client=self.client, tls=self.tls or None)
-        started = time.monotonic()
-        try:
-            caps = codes.capability_code(self.capabilities())
-            self.out(UntaggedOk(f"{IMPLEMENTATION} IMAP ready", caps))
-            await self.loop()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self.deselect()
-            self.ctx.log.event(
-                "disconnect",
-                listener="imap",
-                client=self.client,
-                user=self.user or None,
-                errors=self.errors,
-                duration=round(time.monotonic() - started, 3),
-            )
+    listener_name = "imap"
+
+    async def greet(self) -> None:
+        caps = codes.capability_code(self.capabilities())
+        self.out(UntaggedOk(f"{IMPLEMENTATION} IMAP ready", caps))
+
+    def finish(self) -> None:
+        self.deselect()
+
+    def summary(self) -> dict[str, Any]:
+        return {"user": self.user or None, "errors": self.errors}
 
     async def loop(self) -> None:
         conn = self.conn

@@ -20,10 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from postoffice import diskio
 from postoffice.config import Config
@@ -118,25 +117,16 @@ class Pop3Session(BaseSession):
 
     # -- the loop -------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        self.task = asyncio.current_task()
-        self.ctx.log.event("connect", listener="pop3", client=self.client, tls=self.tls or None)
-        started = time.monotonic()
-        try:
-            self.writer.write(self.conn.send(Ok(f"{IMPLEMENTATION} POP3 server ready")))
-            await self.loop()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self.release()
-            self.ctx.log.event(
-                "disconnect",
-                listener="pop3",
-                client=self.client,
-                user=self.user or None,
-                errors=self.errors,
-                duration=round(time.monotonic() - started, 3),
-            )
+    listener_name = "pop3"
+
+    async def greet(self) -> None:
+        self.writer.write(self.conn.send(Ok(f"{IMPLEMENTATION} POP3 server ready")))
+
+    def finish(self) -> None:
+        self.release()
+
+    def summary(self) -> dict[str, Any]:
+        return {"user": self.user or None, "errors": self.errors}
 
     async def loop(self) -> None:
         conn = self.conn

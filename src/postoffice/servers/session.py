@@ -16,15 +16,62 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from postoffice.logs import EventLog
 from postoffice.streams import start_tls
 from postoffice.tls import describe
 
 
+class _Context(Protocol):
+    log: EventLog
+
+
 class BaseSession:
-    """The protocol-independent half of a session."""
+    """The protocol-independent half of a session.
+
+    Subclasses say who they are (`listener_name`, a `ctx` with the log), greet, run their loop,
+    and may `finish` (release what they hold) and add to the `summary` logged at the end.
+    """
+
+    ctx: _Context  # set by each subclass: what its sessions share
+    listener_name = ""  # "smtp", "pop3", … in the connect/disconnect log lines
+
+    async def greet(self) -> None:
+        raise NotImplementedError
+
+    async def loop(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Give back what the session holds (locks, a selected mailbox)."""
+
+    def summary(self) -> dict[str, Any]:
+        """Fields for the "disconnect" log line."""
+        return {}
+
+    async def run(self) -> None:
+        """Greet, serve until the session ends, log both ends; network errors end it quietly."""
+        self.task = asyncio.current_task()
+        log, listener = self.ctx.log, self.listener_name
+        log.event("connect", listener=listener, client=self.client, tls=self.tls or None)
+        started = time.monotonic()
+        try:
+            await self.greet()
+            await self.loop()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.finish()
+            log.event(
+                "disconnect",
+                listener=listener,
+                client=self.client,
+                **self.summary(),
+                duration=round(time.monotonic() - started, 3),
+            )
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: str):
         self.reader, self.writer = reader, writer

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from postoffice.config import Config
 from postoffice.dns import Resolver
@@ -172,26 +172,15 @@ class SmtpSession(BaseSession):
 
     # -- the loop -------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        self.task = asyncio.current_task()
-        log = self.ctx.log
-        log.event("connect", listener=self.ctx.role, client=self.client)
-        started = time.monotonic()
-        try:
-            hostname = self.ctx.config.hostname
-            await self.write(Reply(220, None, f"{hostname} ESMTP postoffice"))
-            await self.loop()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            log.event(
-                "disconnect",
-                listener=self.ctx.role,
-                client=self.client,
-                messages=self.messages,
-                errors=self.errors,
-                duration=round(time.monotonic() - started, 3),
-            )
+    @property
+    def listener_name(self) -> str:
+        return self.ctx.role
+
+    async def greet(self) -> None:
+        await self.write(Reply(220, None, f"{self.ctx.config.hostname} ESMTP postoffice"))
+
+    def summary(self) -> dict[str, Any]:
+        return {"messages": self.messages, "errors": self.errors}
 
     async def loop(self) -> None:
         conn = self.conn
