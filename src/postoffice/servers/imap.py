@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from postoffice.config import Config
@@ -56,22 +53,14 @@ from postoffice.protocols.imap.connection import ServerConnection
 from postoffice.protocols.imap.fetch import FetchAttribute
 from postoffice.protocols.imap.sequence import SequenceSet
 from postoffice.protocols.imap.states import State
-from postoffice.servers.imap_mailbox import SYSTEM_FLAGS, SelectedMailbox, flag_atoms
+from postoffice.servers.imap_folders import FolderCommands
+from postoffice.servers.imap_mailbox import SelectedMailbox, flag_atoms
 from postoffice.servers.login import Login, LoginGate
 from postoffice.servers.session import BaseSession
 from postoffice.storage.base import MailboxWatch, MailStore
 from postoffice.tls import ServerTls
 
 IMPLEMENTATION = "postoffice"
-DELIMITER = "."
-SPECIAL_USE = {
-    "Sent": "\\Sent",
-    "Drafts": "\\Drafts",
-    "Trash": "\\Trash",
-    "Junk": "\\Junk",
-    "Archive": "\\Archive",
-}
-SUBSCRIPTIONS = "postoffice-subscriptions"
 BUSY_LINE = b"* BYE [UNAVAILABLE] too many connections, try again later\r\n"
 TIMEOUT = Bye("idle too long, closing connection")
 SHUTTING_DOWN = Bye("server shutting down", codes.UNAVAILABLE)
@@ -80,8 +69,6 @@ TOO_FAST = Bye("too many commands, slow down", codes.UNAVAILABLE)
 NEEDS_TLS = No("use STARTTLS (or port 993) before logging in", codes.PRIVACYREQUIRED)
 LOGIN_FAILED = No("invalid user name or password", codes.AUTHENTICATIONFAILED)
 LOCKED_OUT = No("too many failed logins, try again later", codes.UNAVAILABLE)
-NONEXISTENT = No("no such mailbox", codes.NONEXISTENT)
-NOT_ALLOWED = No("mailbox name not allowed", codes.CANNOT)
 RECHECK = 30.0  # seconds between IDLE re-checks for changes made by other processes
 _CAPS = [
     "IMAP4rev2",
@@ -100,7 +87,6 @@ _CAPS = [
     "LIST-STATUS",
     "CONDSTORE",
 ]
-_ENABLEABLE = frozenset({"IMAP4REV2", "CONDSTORE"})
 # RFC 9051 §7.4.1: no EXPUNGE during FETCH, STORE, SEARCH by message number
 _NUMBERED = (events.Fetch, events.Store, events.Search, events.Copy)
 
@@ -120,7 +106,7 @@ class ImapContext:
 Handler = Callable[[Any], Awaitable[responses.Response]]
 
 
-class ImapSession(BaseSession):
+class ImapSession(FolderCommands, BaseSession):
     """One client connection."""
 
     def __init__(
@@ -407,199 +393,6 @@ class ImapSession(BaseSession):
     def capabilities_after_login(self) -> tuple[str, ...]:
         return (*_CAPS, f"APPENDLIMIT={self.limits.literal}")
 
-    def create_defaults(self, user: str) -> None:
-        existing = set(self.ctx.store.folders(user))
-        for name in ("INBOX", *SPECIAL_USE):
-            if name not in existing:
-                mailbox = self.ctx.store.mailbox(user, name)
-                try:
-                    mailbox.messages()  # creates the Maildir and its index
-                finally:
-                    mailbox.close()
-        path = self.user_dir(user) / SUBSCRIPTIONS
-        if not path.exists():
-            path.write_text("".join(f"{n}\n" for n in ("INBOX", *SPECIAL_USE)), "utf-8")
-
-    # -- authenticated: mailboxes ---------------------------------------------------------
-
-    def user_dir(self, user: str | None = None) -> Path:
-        return Path(self.ctx.store.user_dir(user or self.user))  # type: ignore[attr-defined]
-
-    def folders(self) -> list[str]:
-        return list(self.ctx.store.folders(self.user))
-
-    def exists(self, name: str) -> bool:
-        return name in self.folders()
-
-    @staticmethod
-    def canonical(name: str) -> str:
-        return "INBOX" if name.upper() == "INBOX" else name
-
-    def subscriptions(self) -> list[str]:
-        try:
-            text = (self.user_dir() / SUBSCRIPTIONS).read_text("utf-8")
-        except FileNotFoundError:
-            return []
-        return [line for line in text.splitlines() if line]
-
-    def save_subscriptions(self, names: list[str]) -> None:
-        path = self.user_dir() / SUBSCRIPTIONS
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{n}\n" for n in dict.fromkeys(names)), "utf-8")
-        os.replace(tmp, path)
-
-    async def on_enable(self, event: events.Enable) -> responses.Response:
-        names = tuple(n for n in event.capabilities if n in _ENABLEABLE)
-        self.out(responses.Enabled(names))
-        return Ok("ENABLE completed")
-
-    async def on_namespace(self, event: events.Namespace) -> responses.Response:
-        self.out(responses.Namespaces((("", DELIMITER),)))
-        return Ok("NAMESPACE completed")
-
-    def attributes(self, name: str, folders: list[str], subscribed: set[str]) -> list[str]:
-        children = any(f.startswith(name + DELIMITER) for f in folders)
-        attrs = ["\\HasChildren" if children else "\\HasNoChildren"]
-        if name in SPECIAL_USE:
-            attrs.append(SPECIAL_USE[name])
-        if name in subscribed:
-            attrs.append("\\Subscribed")
-        return attrs
-
-    async def on_list(self, event: events.List) -> responses.Response:
-        if event.patterns == ("",):  # RFC 9051 §6.3.9: the delimiter and root
-            self.out(responses.ListEntry("", DELIMITER, ("\\Noselect",)))
-            return Ok("LIST completed")
-        folders = self.folders()
-        subscribed = set(self.subscriptions())
-        want_subscribed = "SUBSCRIBED" in event.selection
-        special_only = "SPECIAL-USE" in event.selection
-        for name in folders:
-            if not any(_match(event.reference + p, name) for p in event.patterns):
-                continue
-            if want_subscribed and name not in subscribed:
-                continue
-            if special_only and name not in SPECIAL_USE:
-                continue
-            attrs = self.attributes(name, folders, subscribed)
-            if "SUBSCRIBED" not in event.returns and not want_subscribed:
-                attrs = [a for a in attrs if a != "\\Subscribed"]
-            self.out(responses.ListEntry(name, DELIMITER, tuple(attrs)))
-            if event.status:
-                self.out(await self.status_of(name, event.status))
-        return Ok("LIST completed")
-
-    async def on_lsub(self, event: events.Lsub) -> responses.Response:
-        for name in self.subscriptions():
-            if _match(event.reference + event.pattern, name):
-                self.out(responses.ListEntry(name, DELIMITER, (), lsub=True))
-        return Ok("LSUB completed")
-
-    async def on_create(self, event: events.Create) -> responses.Response:
-        name = self.canonical(event.mailbox.rstrip(DELIMITER))
-        if self.exists(name):
-            return No("mailbox already exists", codes.ALREADYEXISTS)
-        try:
-            mailbox = self.ctx.store.mailbox(self.user, name)
-        except ValueError:
-            return NOT_ALLOWED
-        try:
-            await asyncio.to_thread(mailbox.messages)
-        finally:
-            mailbox.close()
-        return Ok("CREATE completed")
-
-    async def on_delete(self, event: events.Delete) -> responses.Response:
-        name = self.canonical(event.mailbox)
-        if name == "INBOX":
-            return No("INBOX cannot be deleted", codes.CANNOT)
-        if self.selected is not None and self.selected.name == name:
-            return No("mailbox is selected", codes.INUSE)
-        try:
-            await asyncio.to_thread(self.ctx.store.delete_folder, self.user, name)
-        except (ValueError, FileNotFoundError):
-            return NONEXISTENT
-        self.save_subscriptions([s for s in self.subscriptions() if s != name])
-        return Ok("DELETE completed")
-
-    async def on_rename(self, event: events.Rename) -> responses.Response:
-        """RFC 9051 §6.3.6: the mailbox and its children; renaming INBOX is not supported."""
-        old, new = self.canonical(event.mailbox), self.canonical(event.new_name)
-        if old == "INBOX":
-            return No("renaming INBOX is not supported", codes.CANNOT)
-        try:
-            await asyncio.to_thread(self.ctx.store.rename_folder, self.user, old, new)
-        except FileNotFoundError:
-            return NONEXISTENT
-        except FileExistsError:
-            return No("mailbox already exists", codes.ALREADYEXISTS)
-        except ValueError:
-            return NOT_ALLOWED
-        return Ok("RENAME completed")
-
-    async def on_subscribe(self, event: events.Subscribe) -> responses.Response:
-        name = self.canonical(event.mailbox)
-        if not self.exists(name):
-            return NONEXISTENT
-        self.save_subscriptions([*self.subscriptions(), name])
-        return Ok("SUBSCRIBE completed")
-
-    async def on_unsubscribe(self, event: events.Unsubscribe) -> responses.Response:
-        name = self.canonical(event.mailbox)
-        self.save_subscriptions([s for s in self.subscriptions() if s != name])
-        return Ok("UNSUBSCRIBE completed")
-
-    async def status_of(self, name: str, items: tuple[str, ...]) -> responses.MailboxStatus:
-        mailbox = self.ctx.store.mailbox(self.user, name)
-        try:
-            messages = await asyncio.to_thread(mailbox.messages)
-            values = {
-                "MESSAGES": len(messages),
-                "UIDNEXT": mailbox.uidnext,
-                "UIDVALIDITY": mailbox.uidvalidity,
-                "UNSEEN": sum("\\Seen" not in m.flags for m in messages),
-                "DELETED": sum("\\Deleted" in m.flags for m in messages),
-                "SIZE": sum(m.size for m in messages),
-                "RECENT": 0,
-                "HIGHESTMODSEQ": mailbox.highestmodseq,
-            }
-        finally:
-            mailbox.close()
-        return responses.MailboxStatus(name, tuple((i, values[i]) for i in items if i in values))
-
-    async def on_status(self, event: events.Status) -> responses.Response:
-        name = self.canonical(event.mailbox)
-        if not self.exists(name):
-            return NONEXISTENT
-        self.out(await self.status_of(name, event.items))
-        return Ok("STATUS completed")
-
-    async def on_select(self, event: events.Select | events.Examine) -> responses.Response:
-        if self.selected is not None:
-            self.out(UntaggedOk("previous mailbox closed", codes.CLOSED))  # RFC 9051 §7.1
-        self.deselect()
-        name = self.canonical(event.mailbox)
-        if not self.exists(name):
-            return NONEXISTENT
-        readonly = isinstance(event, events.Examine)
-        mailbox = self.ctx.store.mailbox(self.user, name)
-        self.watch = self.ctx.store.watch(self.user, name)  # before the snapshot: miss nothing
-        self.selected = selected = await asyncio.to_thread(
-            SelectedMailbox, name, mailbox, readonly=readonly
-        )
-        self.out(responses.Flags(SYSTEM_FLAGS))
-        self.out(responses.Exists(len(selected.messages)))
-        if "IMAP4REV2" not in self.conn.enabled:
-            self.out(responses.Recent(0))
-        permanent = () if readonly else (*SYSTEM_FLAGS, "\\*")
-        self.out(UntaggedOk("flags", codes.permanentflags(permanent)))
-        self.out(UntaggedOk("UIDs valid", codes.uidvalidity(mailbox.uidvalidity)))
-        self.out(UntaggedOk("predicted next UID", codes.uidnext(mailbox.uidnext)))
-        self.out(UntaggedOk("modseq", codes.highestmodseq(mailbox.highestmodseq)))
-        if readonly:
-            return Ok("EXAMINE completed", codes.READ_ONLY)
-        return Ok("SELECT completed", codes.READ_WRITE)
-
     # -- selected -------------------------------------------------------------------------
 
     def mailbox_view(self) -> SelectedMailbox:
@@ -778,14 +571,3 @@ def _store_copy(mailbox: Any, data: bytes, flags: frozenset[str]) -> int:
         if info.key == key:
             return int(info.uid)
     raise KeyError(key)
-
-
-def _match(pattern: str, name: str) -> bool:
-    """RFC 9051 §6.3.9: "*" matches anything, "%" anything but the delimiter."""
-    regex = "".join(".*" if c == "*" else "[^.]*" if c == "%" else re.escape(c) for c in pattern)
-    if name == "INBOX":  # INBOX is case-insensitive
-        pattern = re.sub("^inbox", "INBOX", pattern, flags=re.IGNORECASE)
-        regex = "".join(
-            ".*" if c == "*" else "[^.]*" if c == "%" else re.escape(c) for c in pattern
-        )
-    return re.fullmatch(regex, name) is not None
