@@ -38,6 +38,7 @@ from postoffice.client.connection import SmtpConnection
 from postoffice.delivery.base import Outcome, RecipientResult
 from postoffice.delivery.local import MessageSource
 from postoffice.delivery.mx import DestinationError, MxHost, resolve_destination
+from postoffice.delivery.smtp_pool import ConnectionPool, Destination
 from postoffice.dns import DnsError, Resolver
 from postoffice.protocols.smtp import Reply
 from postoffice.protocols.smtp import client as smtp
@@ -70,16 +71,6 @@ class _Message:
     sender: str
     size: int
     eight_bit: bool
-
-
-@dataclasses.dataclass(eq=False)
-class _Destination:
-    """A domain (or the smarthost): its connection slots and its idle connections."""
-
-    key: str
-    slots: asyncio.Semaphore
-    idle: list[SmtpConnection] = dataclasses.field(default_factory=list)
-    users: int = 0  # deliveries holding or awaiting a slot
 
 
 class SmtpDeliveryAgent:
@@ -115,19 +106,16 @@ class SmtpDeliveryAgent:
         self._tls_context = _tls_context(tls, ca_file)
         self._smarthost = smarthost
         self._auth = smarthost_auth
-        self._destination_concurrency = destination_concurrency
-        self._concurrency = concurrency
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._reuse = connection_reuse
         self._bind = ipaddress.ip_address(bind_address) if bind_address else None
         self._record = record
         self._rng = rng
-        self._destinations: dict[str, _Destination] = {}
-        self._slots = asyncio.Semaphore(concurrency)
-        self._open = 0  # connections open, busy or idle
-        self._closing: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._pool = ConnectionPool(
+            concurrency=concurrency,
+            destination_concurrency=destination_concurrency,
+            reuse=connection_reuse,
+        )
 
     # --- the agent interface -----------------------------------------------------------------
 
@@ -152,34 +140,20 @@ class SmtpDeliveryAgent:
 
     async def close(self) -> None:
         """Say QUIT on every idle connection and wait until all are closed."""
-        self._closed = True
-        for destination in list(self._destinations.values()):
-            while destination.idle:
-                self._close(self._unpool(destination.idle.pop()))
-            self._forget(destination)
-        await asyncio.gather(*list(self._closing))
+        await self._pool.close()
 
     # --- one destination -----------------------------------------------------------------
 
     async def _deliver_to(
         self, message: _Message, key: str, recipients: list[str]
     ) -> list[RecipientResult]:
-        destination = self._destinations.get(key)
-        if destination is None:
-            slots = asyncio.Semaphore(self._destination_concurrency)
-            destination = self._destinations[key] = _Destination(key, slots)
-        destination.users += 1
-        try:
-            async with destination.slots, self._slots:
-                return await self._deliver_in_slot(message, destination, recipients)
-        finally:
-            destination.users -= 1
-            self._forget(destination)
+        async with self._pool.slot(key) as destination:
+            return await self._deliver_in_slot(message, destination, recipients)
 
     async def _deliver_in_slot(
-        self, message: _Message, destination: _Destination, recipients: list[str]
+        self, message: _Message, destination: Destination, recipients: list[str]
     ) -> list[RecipientResult]:
-        session = self._take_idle(destination)
+        session = self._pool.take_idle(destination)
         if session is not None:
             self._note(message.qid, "connect", **_peer(session), result="reused")
             with contextlib.suppress(_Stale):
@@ -276,7 +250,7 @@ class SmtpDeliveryAgent:
 
     async def _open_session(self, host: str, address: str, qid: str) -> SmtpConnection:
         where = f"{host}[{address}]:{self._port_to}"
-        await self._make_room()
+        await self._pool.make_room()
         try:
             async with asyncio.timeout(self._connect_timeout):
                 reader, writer = await asyncio.open_connection(
@@ -288,7 +262,7 @@ class SmtpDeliveryAgent:
             raise _SetupFailure("4.4.1", f"connection refused by {where}") from None
         except OSError as error:
             raise _SetupFailure("4.4.1", f"cannot connect to {where}: {_reason(error)}") from None
-        self._open += 1
+        self._pool.opened()
         session = SmtpConnection(
             reader, writer, host, address, self._port_to, self._command_timeout
         )
@@ -299,12 +273,12 @@ class SmtpDeliveryAgent:
         except _SetupFailure as setup_failure:
             failure = setup_failure
         except BaseException:  # cancelled: do not leak the connection
-            self._close(session)
+            self._pool.discard(session)
             raise
         else:
             return session
         self._flush(qid, session)
-        self._close(session)
+        self._pool.discard(session)
         raise failure
 
     async def _setup(self, session: SmtpConnection, qid: str) -> None:
@@ -378,64 +352,11 @@ class SmtpDeliveryAgent:
 
     # --- the pool and the slots ------------------------------------------------------------
 
-    def _take_idle(self, destination: _Destination) -> SmtpConnection | None:
-        while destination.idle:
-            session = self._unpool(destination.idle.pop())
-            if session.alive:
-                return session
-            self._close(session)
-        return None
-
-    def _release(self, destination: _Destination, session: SmtpConnection) -> None:
-        if not session.alive or self._closed or self._reuse <= 0:
-            self._close(session)
-            return
-        session.reused = True
-        loop = asyncio.get_running_loop()
-        session.timer = loop.call_later(self._reuse, self._expire, destination, session)
-        destination.idle.append(session)
-
-    def _expire(self, destination: _Destination, session: SmtpConnection) -> None:
-        destination.idle.remove(session)
-        self._close(session)
-        self._forget(destination)
-
-    @staticmethod
-    def _unpool(session: SmtpConnection) -> SmtpConnection:
-        if session.timer is not None:
-            session.timer.cancel()
-            session.timer = None
-        return session
-
-    async def _make_room(self) -> None:
-        """Close the oldest idle connections while a new one would exceed `concurrency`."""
-        while self._open >= self._concurrency:
-            idle = [(s, d) for d in self._destinations.values() for s in d.idle]
-            if not idle:
-                return
-            session, destination = min(idle, key=lambda pair: _expiry(pair[0]))
-            destination.idle.remove(session)
-            self._forget(destination)
-            self._open -= 1
-            await self._unpool(session).close()
-
-    def _close(self, session: SmtpConnection) -> None:
-        """Close in the background; its slot is free at once."""
-        self._open -= 1
-        task = asyncio.get_running_loop().create_task(session.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    def _forget(self, destination: _Destination) -> None:
-        idle = destination.users == 0 and not destination.idle
-        if idle and self._destinations.get(destination.key) is destination:
-            del self._destinations[destination.key]
-
     # --- the transaction -------------------------------------------------------------------
 
     async def _use(
         self,
-        destination: _Destination,
+        destination: Destination,
         session: SmtpConnection,
         message: _Message,
         recipients: list[str],
@@ -444,7 +365,7 @@ class SmtpDeliveryAgent:
             return await self._transaction(session, message, recipients)
         finally:
             self._flush(message.qid, session)
-            self._release(destination, session)
+            self._pool.release(destination, session)
 
     async def _transaction(
         self, session: SmtpConnection, message: _Message, recipients: list[str]
@@ -609,10 +530,6 @@ def _unreadable(recipient: str, error: Exception) -> RecipientResult:
     return RecipientResult(
         recipient, Outcome.DEFERRED, "4.3.0", f"cannot read queued message: {error!r}"
     )
-
-
-def _expiry(session: SmtpConnection) -> float:
-    return session.timer.when() if session.timer is not None else 0.0
 
 
 def _peer(session: SmtpConnection) -> dict[str, Any]:
