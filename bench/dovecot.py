@@ -24,13 +24,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
 from bench.procs import alive, with_descendants
+from postoffice.testing.server import wait_for_greeting
 
 MAIL_USER = "nobody"
 
@@ -145,15 +145,8 @@ service pop3-login {{
             said = errors_path.read_text("utf-8", errors="replace")
             raise RuntimeError(f"dovecot failed to start: {said}{self.log()}")
         self._master_pid = int((self.root / "run" / "master.pid").read_text().split()[0])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.address, self.port), timeout=1) as sock:
-                    if sock.recv(512).startswith(b"+OK"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
+        if wait_for_greeting(self.address, self.port, b"+OK", timeout):
+            return
         self.stop()
         raise RuntimeError(f"dovecot did not answer on {self.address}:{self.port}\n{self.log()}")
 

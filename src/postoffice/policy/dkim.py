@@ -210,9 +210,7 @@ class KeyStore:
         directory = self._dir(domain)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for key in keys.keys:
-            replace_file(
-                directory / f"{selector}.{key.algorithm}.key", key.private_pem, mode=0o600
-            )
+            replace_file(directory / f"{selector}.{key.algorithm}.key", key.private_pem, mode=0o600)
         state["selectors"][selector] = {"created": now}
         state["active"] = selector
         self._save(domain, state)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from postoffice.mail.address import Address
+from postoffice.policy.limits import parse_ip
 from postoffice.protocols.smtp import Reply
 from postoffice.storage.base import Directory
 
@@ -69,13 +70,8 @@ class RecipientPolicy:
     def may_relay(self, client_ip: str, authenticated: bool = False) -> bool:
         if authenticated:
             return True
-        try:
-            ip = ipaddress.ip_address(client_ip)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.relay_networks)
+        ip = parse_ip(client_ip)
+        return ip is not None and any(ip in net for net in self.relay_networks)
 
     def normalize(self, rcpt: Address) -> Address:
         """`<Postmaster>` without a domain means our postmaster (RFC 5321 §4.1.1.3)."""

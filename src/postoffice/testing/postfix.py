@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from postoffice.testing.server import wait_for_greeting
+
 SBIN = Path("/usr/sbin")
 
 
@@ -238,15 +240,8 @@ class PostfixInstance:
         if status != 0:
             raise RuntimeError(f"postfix start failed: {output}{self.log()}")
         self._master_pid = int((self.queue_dir / "pid" / "master.pid").read_text().split()[0])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.address, self.port), timeout=1) as sock:
-                    if sock.recv(512).startswith(b"220"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
+        if wait_for_greeting(self.address, self.port, b"220", timeout):
+            return
         self.stop()
         raise RuntimeError(f"postfix smtpd did not answer on {self.address}:{self.port}")
 

@@ -34,6 +34,20 @@ def _toml(value: object) -> str:
     return json.dumps(value)
 
 
+def wait_for_greeting(host: str, port: int, prefix: bytes, timeout: float) -> bool:
+    """Whether a server on host:port greets with `prefix` before `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1) as sock:
+                if sock.recv(512).startswith(prefix):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class ServerProcess:
     """One server: its data dir, ports and process."""
 
