@@ -18,7 +18,6 @@ import os
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import imapclient
@@ -26,31 +25,15 @@ import pytest
 
 from postoffice.testing.server import ServerProcess
 from tests.conftest import require_tool
-from tests.e2e.test_imap import PASSWORD, USER, send_mail
+from tests.e2e.test_imap import PASSWORD, USER, imap, send_mail, shared  # noqa: F401
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("imap-clients") / "data")
-    proc.configure("auth", base_delay=0.01)
-    proc.configure("limits", commands_per_minute=100_000)
-    proc.cli("user", "add", USER, "--password-stdin", stdin=f"{PASSWORD}\n")
-    proc.start()
-    yield proc
-    proc.stop()
-
-
 @pytest.fixture
-def server(shared: ServerProcess) -> ServerProcess:
-    """One server for the module, alice's INBOX empty for each test."""
-    box = shared.maildir(USER)
-    for sub in ("new", "cur"):
-        if (box / sub).is_dir():
-            for path in (box / sub).iterdir():
-                path.unlink()
-    return shared
+def server(imap: ServerProcess) -> ServerProcess:  # noqa: F811 - the imported fixture
+    """One server for the module, alice's INBOX empty for each test (as in test_imap)."""
+    return imap
 
 
 def cert(server: ServerProcess) -> str:
