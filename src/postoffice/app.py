@@ -299,15 +299,17 @@ class Server:
 async def serve(config: Config, log: EventLog, banner: bool = True) -> int:
     """Run until SIGTERM or SIGINT; return the exit status."""
     server = Server(config, log)
-    bound = await server.start()
-    if banner:
-        _print_banner(config, bound)
-    log.event("started", data_dir=str(config.data_dir), pid=os.getpid())
+    # Handlers before the first port opens: a SIGTERM that arrives as soon as a client can
+    # connect must still mean a graceful stop, never the default kill.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload)
+    bound = await server.start()
+    if banner:
+        _print_banner(config, bound)
+    log.event("started", data_dir=str(config.data_dir), pid=os.getpid())
     await stop.wait()
     log.event("stopping", grace=config.limits.shutdown_grace)
     await server.stop()
