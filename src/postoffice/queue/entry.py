@@ -1,12 +1,12 @@
 """What the queue knows about one message: its envelope and per-recipient state.
 
-A `QueueEntry` is serialised as the small JSON state file whose directory
-(active/, deferred/, hold/) is the message's state; the message bytes live in
-a separate immutable file. The directory is the only record of the state, so
-`state` is not written into the file, and neither is `recovered`, which only
-describes the running process. Decoding tolerates missing optional fields
-(older files) and reports anything malformed as `ValueError`. See
-docs/on-disk-layout.md.
+A `QueueEntry` is serialised as one line of JSON: at the head of the message file
+when the message is stored, and as the small state file whose directory (active/,
+deferred/, hold/) is the message's state once the queue changes it. The directory
+is the only record of the state, so `state` is not written into the file, and
+neither is `recovered`, which only describes the running process. Decoding
+tolerates missing optional fields (older files) and reports anything malformed as
+`ValueError`. See docs/on-disk-layout.md.
 
 Standards: RFC 3461 §4.2 (ORCPT: the original recipient is kept per recipient),
 RFC 3464 §2.3 (per-recipient status, remote reply and last attempt for DSNs).

@@ -1,19 +1,26 @@
-"""The durable queue on disk: one immutable message file and one state file per message.
+"""The durable queue on disk: one message file per message, state files once it changes.
 
-Every write goes to `tmp/`, is fsynced, renamed into place and the target
-directory fsynced, so a file under its final name is always complete and
-durable. `store` writes the message first and the state file into `active/`
-last: that rename is the commit point, after which the message may be
-acknowledged. The directory holding the state file is the message's state
-(Postfix style); a move writes the new copy before unlinking the old, so a
-crash leaves one or two copies, never none, and `recover` keeps the newest.
-Anything else a crash can leave (tmp files, a message without a state file) was
-never acknowledged and is removed. Methods block and are thread-safe: stores
-never share a file, and operations on one queue id take a lock striped by id.
-Directory fsyncs are group-committed (`_DirSync`): stores renaming into the
-same directory at the same time share one fsync that started after all their
-renames. A removal may skip its directory fsync when repeating the delivery
-after a crash is harmless (`remove(sync=False)`, see the scheduler).
+A store writes one file into `messages/`: a first line with the envelope as it was
+received (`_HEAD` + the entry's JSON), then the message bytes. Every write goes to
+`tmp/`, is fsynced, renamed into place and the target directory fsynced, so a file
+under its final name is always complete and durable; the rename of the message file is
+the commit point, after which the message may be acknowledged: one file fsync and one
+(shared) directory fsync per message. A message without a state file is active with
+the envelope it was stored with. Once the queue changes an entry (deferred, held,
+released) it writes a state file into the directory that *is* the new state (Postfix
+style); a move writes the new copy before unlinking the old, so a crash leaves one or
+two copies, never none, and `recover` keeps the newest. The state file, when there is
+one, wins over the stored envelope. Removal unlinks the message file first, so an entry
+never comes back with an outdated envelope; a state file left without its message is
+dropped at recovery. Anything else a crash can leave (tmp files) was never acknowledged
+and is removed. Spools written by older versions (the message file holds only the
+message and the state file in `active/` is the commit point) are read the same way: a
+message file without `_HEAD` and without a state file is an unacknowledged store.
+Methods block and are thread-safe: stores never share a file, and operations on one
+queue id take a lock striped by id. Directory fsyncs are group-committed (`_DirSync`):
+stores renaming into the same directory at the same time share one fsync that started
+after all their renames. A removal may skip its directory fsync when repeating the
+delivery after a crash is harmless (`remove(sync=False)`, see the scheduler).
 Layout: docs/on-disk-layout.md.
 
 Standards: RFC 5321 §6.1 (a 250 after DATA is a promise not to lose the message,
@@ -42,6 +49,9 @@ _QID = re.compile(r"[0-9A-HJKMNP-TV-Z]{16}")
 _RANDOM_BITS = 24  # 56 bits of microseconds + 24 random bits = 80 bits = 16 characters
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _LOCK_STRIPES = 64
+# First bytes of a message file that starts with its envelope. A NUL never begins a
+# message: SMTP refuses NUL octets, so files of the older layout never start with it.
+_HEAD = b"\0postoffice-queue 2 "
 
 
 class SpoolFull(OSError):
@@ -114,8 +124,7 @@ class Spool:
             client=dict(client),
         )
         try:
-            self._write_durably(self._messages / entry.qid, data)
-            self._write_durably(self._state_path(QueueState.ACTIVE, entry.qid), entry.to_json())
+            self._write_durably(self._messages / entry.qid, _HEAD, entry.to_json(), b"\n", data)
         except OSError as exc:
             self._discard(entry.qid)
             if exc.errno in _FULL_ERRNOS:
@@ -134,9 +143,12 @@ class Spool:
         committed = self._settle_state_files()
         messages = set(self._qids_in(self._messages))
         for qid in messages - committed.keys():
-            (self._messages / qid).unlink()
+            with open(self._messages / qid, "rb") as message:
+                committed_alone = message.read(len(_HEAD)) == _HEAD
+            if not committed_alone:  # older layout: a store cut off before its state file
+                (self._messages / qid).unlink()
         for qid in committed.keys() - messages:
-            logger.warning("queue %s: state file without a message file; dropping it", qid)
+            logger.info("queue %s: state file of a removed message; dropping it", qid)
             committed[qid].unlink()
         entries = self._load_all((QueueState.ACTIVE, QueueState.DEFERRED))
         for entry in entries:
@@ -148,18 +160,27 @@ class Spool:
     def load(self, qid: str) -> QueueEntry:
         with self._lock(qid):
             copies = self._state_files(qid)
-            if not copies:
+            if copies:
+                state, path = copies[0]
+                return QueueEntry.from_json(path.read_bytes(), state)
+            entry = self._stored_envelope(qid)
+            if entry is None:
                 raise UnknownQid(qid)
-            state, path = copies[0]
-            return QueueEntry.from_json(path.read_bytes(), state)
+            return entry
 
     def open_message(self, qid: str) -> BinaryIO:
+        """The message bytes as queued, without the stored envelope."""
         if not _QID.fullmatch(qid):
             raise UnknownQid(qid)
         try:
-            return open(self._messages / qid, "rb")
+            handle = open(self._messages / qid, "rb")  # noqa: SIM115  # the caller closes it
         except FileNotFoundError:
             raise UnknownQid(qid) from None
+        if handle.read(len(_HEAD)) == _HEAD:
+            handle.readline()
+        else:
+            handle.seek(0)
+        return handle
 
     def read_message(self, qid: str) -> bytes:
         with self.open_message(qid) as message:
@@ -172,8 +193,8 @@ class Spool:
         target = self._state_path(entry.state, entry.qid)
         with self._lock(entry.qid):
             copies = self._state_files(entry.qid)
-            if not copies:
-                raise UnknownQid(entry.qid)
+            if not copies and self._stored_envelope(entry.qid) is None:
+                raise UnknownQid(entry.qid)  # removed: no state file without a message
             self._write_durably(target, entry.to_json())
             for _, path in copies:
                 if path != target:
@@ -181,23 +202,29 @@ class Spool:
                     self._sync_dir(path.parent)
 
     def remove(self, qid: str, *, sync: bool = True) -> None:
-        """Delete a message: state file first, then the message file.
+        """Delete a message: the message file first, then its state files.
 
-        With `sync` the state file's removal is on stable storage on return.
-        Without, a crash of the machine (not of the process) soon after may
-        bring the entry back, to be delivered again as `recovered`: only for
-        callers to whom that repeat is harmless.
+        With `sync` the removal is on stable storage on return. Without, a crash
+        of the machine (not of the process) soon after may bring the entry back,
+        to be delivered again as `recovered`: only for callers to whom that repeat
+        is harmless. Even then, when state files exist, the message file's removal
+        is synced before they go, lest the stored envelope come back without them
+        and with recipients that were done long ago.
         """
+        if not _QID.fullmatch(qid):
+            raise UnknownQid(qid)
         with self._lock(qid):
             copies = self._state_files(qid)
-            if not copies:
-                raise UnknownQid(qid)
+            try:
+                (self._messages / qid).unlink()
+            except FileNotFoundError:
+                if not copies:
+                    raise UnknownQid(qid) from None
+            if sync or copies:
+                self._sync_dir(self._messages)
+            # No fsync needed: a state file that comes back after a crash is dropped.
             for _, path in copies:
                 path.unlink()
-                if sync:
-                    self._sync_dir(path.parent)
-            # No fsync needed: a message file that comes back after a crash is an orphan.
-            (self._messages / qid).unlink(missing_ok=True)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -219,9 +246,12 @@ class Spool:
         return [name for name in os.listdir(directory) if _QID.fullmatch(name)]
 
     def _load_all(self, states: tuple[QueueState, ...]) -> list[QueueEntry]:
-        qids = sorted({qid for state in states for qid in self._qids_in(self._state_dirs[state])})
+        with_state = {state: set(self._qids_in(d)) for state, d in self._state_dirs.items()}
+        wanted = set().union(*(with_state[state] for state in states))
+        if QueueState.ACTIVE in states:  # stored and never changed: active by their envelope
+            wanted |= set(self._qids_in(self._messages)).difference(*with_state.values())
         entries = []
-        for qid in qids:
+        for qid in sorted(wanted):
             try:
                 entry = self.load(qid)
             except UnknownQid:
@@ -246,20 +276,31 @@ class Spool:
         return {qid: paths[-1] for qid, paths in copies.items()}
 
     def _discard(self, qid: str) -> None:
-        """Best-effort removal of whatever a failed store left, state file first."""
-        for path in (self._state_path(QueueState.ACTIVE, qid), self._messages / qid):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError:
-                logger.exception("queue %s: cannot remove %s after a failed store", qid, path)
+        """Best-effort removal of whatever a failed store left."""
+        try:
+            (self._messages / qid).unlink(missing_ok=True)
+        except OSError:
+            logger.exception("queue %s: cannot remove the message after a failed store", qid)
 
-    def _write_durably(self, target: Path, data: bytes) -> None:
-        """Write to tmp/, fsync, rename to `target`, fsync its directory."""
+    def _stored_envelope(self, qid: str) -> QueueEntry | None:
+        """The envelope a message file was stored with; None for the older layout."""
+        if not _QID.fullmatch(qid):
+            return None
+        try:
+            with open(self._messages / qid, "rb") as handle:
+                if handle.read(len(_HEAD)) != _HEAD:
+                    return None
+                return QueueEntry.from_json(handle.readline(), QueueState.ACTIVE)
+        except FileNotFoundError:
+            return None
+
+    def _write_durably(self, target: Path, *parts: bytes) -> None:
+        """Write `parts` to tmp/, fsync, rename to `target`, fsync its directory."""
         tmp = self._tmp / f"{target.parent.name}.{target.name}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                _write_all(fd, data)
+                _write_all(fd, parts)
                 self._sync_file(fd)
             finally:
                 os.close(fd)
@@ -337,7 +378,12 @@ def _fsync_dir(directory: Path) -> OSError | None:
     return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
+    """Write every part, in one system call when the kernel takes it all at once."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views:
+            views[0] = views[0][written:]
