@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from postoffice.client import accounts
-from postoffice.client.accounts import Account
+from postoffice.client.accounts import Access, Account
 from postoffice.client.network import ClientError, Endpoint, Security
 
 
@@ -117,3 +117,30 @@ def test_a_broken_file_is_one_error(homes: Path) -> None:
     path.unlink()
     with pytest.raises(ClientError, match="no account yet"):
         accounts.find(None)
+
+
+def test_an_imap_account_round_trips_and_an_old_file_still_reads_over_pop3(homes: Path) -> None:
+    imap = account(imap=Endpoint("mx.a.test", 993, Security.TLS), read=Access.IMAP, pop3=None)
+    accounts.add(imap, "pw")
+    raw = tomllib.loads(accounts.accounts_file().read_text())["accounts"]["alice@a.test"]
+    assert raw["read"] == "imap" and "pop3" not in raw and raw["imap"]["port"] == 993
+    assert accounts.load() == [imap]
+    assert imap.server(Access.IMAP).port == 993
+    with pytest.raises(ClientError, match="has no POP3 server"):
+        imap.server(Access.POP3)
+    # a file written before IMAP: no [imap] table, no read key
+    accounts.accounts_file().write_text(
+        '[accounts."bob@b.test"]\nlogin = "bob@b.test"\npassword = "pw"\n'
+        '[accounts."bob@b.test".submission]\nhost = "mx.b.test"\nport = 465\nsecurity = "tls"\n'
+        '[accounts."bob@b.test".pop3]\nhost = "mx.b.test"\nport = 995\nsecurity = "tls"\n'
+    )
+    (old,) = accounts.load()
+    assert (old.read, old.imap, old.pop3) == (
+        Access.POP3, None, Endpoint("mx.b.test", 995, Security.TLS)
+    )  # fmt: skip
+    accounts.accounts_file().write_text(
+        '[accounts."bob@b.test"]\nread = "imap"\n'
+        '[accounts."bob@b.test".submission]\nhost = "mx.b.test"\nport = 465\nsecurity = "tls"\n'
+    )
+    with pytest.raises(ClientError, match="incomplete"):
+        accounts.load()

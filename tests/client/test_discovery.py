@@ -65,3 +65,24 @@ def test_a_domain_without_records_still_gets_the_mail_host(dns: DnsServer) -> No
         Endpoint("mail.nothing.test", 995, TLS),
         Endpoint("mail.nothing.test", 110, STARTTLS),
     ]
+
+
+def test_imap_srv_records_imaps_first_else_guesses_on_993_and_143(dns: DnsServer) -> None:
+    dns.add(
+        {
+            "_imap._tcp.a.test": ["SRV 0 1 143 plain.a.test."],
+            "_imaps._tcp.a.test": ["SRV 10 1 993 late.a.test.", "SRV 0 1 9930 first.a.test."],
+        }
+    )
+    resolver = DnsPythonResolver([dns.address])
+    assert asyncio.run(discover(resolver, "a.test")).imap == [
+        Endpoint("first.a.test", 9930, TLS),  # RFC 8314 §5.1: implicit TLS before STARTTLS
+        Endpoint("late.a.test", 993, TLS),
+        Endpoint("plain.a.test", 143, STARTTLS),
+    ]
+    assert asyncio.run(discover(resolver, "nothing.test")).imap == [
+        Endpoint("mail.nothing.test", 993, TLS),
+        Endpoint("mail.nothing.test", 143, STARTTLS),
+    ]
+    queried = [q.name for q in dns.queries if q.rtype == "SRV"]
+    assert "_imaps._tcp.a.test" in queried and "_imap._tcp.nothing.test" in queried

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,35 +11,11 @@ from postoffice.client import fetch as fetching
 from postoffice.client.accounts import Account
 from postoffice.client.fetch import UidlLog, delivery_id, fetch
 from postoffice.client.local import folder
-from postoffice.client.network import ClientError, Endpoint, Security
+from postoffice.client.network import ClientError
 from postoffice.client.pop3 import Pop3Client
 from postoffice.storage.maildir import MaildirMailbox
 from postoffice.testing.server import ServerProcess
-
-PASSWORD = "pw-alice"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A server whose certificate names localhost and 127.0.0.1, with alice@localhost."""
-    proc = ServerProcess(tmp_path / "server", hostname="localhost")
-    proc.cli("user", "add", "alice@localhost", "--password-stdin", stdin=f"{PASSWORD}\n")
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def account(server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Account:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "ua"))
-    monkeypatch.delenv("POSTOFFICE_NAMESERVERS", raising=False)
-    return Account(
-        address="alice@localhost",
-        login="alice@localhost",
-        submission=Endpoint("127.0.0.1", server.submissions_port, Security.TLS),
-        pop3=Endpoint("127.0.0.1", server.pop3s_port, Security.TLS),
-        ca=server.data_dir / "tls" / "cert.pem",
-    )
+from tests.client.conftest import PASSWORD
 
 
 def on_server(server: ServerProcess, count: int) -> MaildirMailbox:

@@ -34,6 +34,9 @@ COMMANDS = {
     "inbox": "read:inbox",
     "read": "read:read",
     "save": "read:save",
+    "mark": "read:mark",
+    "move": "read:move",
+    "folders": "read:folders",
 }
 
 

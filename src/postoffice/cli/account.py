@@ -1,9 +1,11 @@
 """`postoffice account add|list|del`: the user agent's mail accounts.
 
 `add` finds the servers as mail clients do (RFC 6186 SRV records, then the MX host and
-`mail.<domain>` as guesses) unless `--smtp` / `--pop3` name them, asks for the password
-(hidden prompt, or the first line of standard input with `--password-stdin`, never argv),
-logs in to both servers to prove it works, and only then stores the account. Also home to
+`mail.<domain>` as guesses) unless `--smtp` / `--imap` / `--pop3` name them, asks for the
+password (hidden prompt, or the first line of standard input with `--password-stdin`, never
+argv), logs in to each server to prove it works, and only then stores the account. The
+account reads over IMAP when an IMAP server works, else over POP3; `--read imap|pop3`
+insists on one (the other is then only kept when named). Also home to
 what the other user-agent commands share: warnings, the error conversion, an account with
 its password.
 
@@ -26,8 +28,9 @@ import click
 
 from postoffice.cli.common import CliError, user_errors
 from postoffice.client import accounts
-from postoffice.client.accounts import Account
+from postoffice.client.accounts import Access, Account
 from postoffice.client.discovery import (
+    IMAP_PORTS,
     POP3_PORTS,
     SUBMISSION_PORTS,
     Candidates,
@@ -35,12 +38,19 @@ from postoffice.client.discovery import (
     guesses,
 )
 from postoffice.client.network import ClientError, Endpoint, Security, resolver
-from postoffice.client.servers import pop3_check, submission_check, working_server
+from postoffice.client.servers import (
+    Check,
+    imap_check,
+    pop3_check,
+    submission_check,
+    working_server,
+)
 from postoffice.config import parse_hostport
 
 # A failure of the user agent is one line (ClientError); so is a local file or index error.
 client_errors = user_errors(ClientError, OSError, sqlite3.Error)
 _SECURITY = click.Choice([security.value for security in Security])
+_ACCESS = click.Choice([access.value for access in Access])
 
 
 def warn(text: str) -> None:
@@ -65,9 +75,11 @@ def _password(from_stdin: bool) -> str:
 
 
 def _given(
-    text: str, security: str | None, standard: tuple[tuple[int, Security], ...]
-) -> list[Endpoint]:
+    text: str | None, security: str | None, standard: tuple[tuple[int, Security], ...]
+) -> list[Endpoint] | None:
     """Candidates for a server given as HOST[:PORT]; TLS first when the mode is unknown."""
+    if not text:
+        return None
     try:
         host, port = parse_hostport(text) if text.rpartition(":")[2].isdigit() else (text, 0)
     except ValueError as exc:
@@ -92,8 +104,16 @@ def account() -> None:
 @click.option("--login", help="User name on the servers (default: the address).")
 @click.option("--smtp", "smtp", metavar="HOST[:PORT]", help="Submission server (no discovery).")
 @click.option("--smtp-security", type=_SECURITY, help="tls (port 465) or starttls (port 587).")
+@click.option("--imap", "imap", metavar="HOST[:PORT]", help="IMAP server (no discovery).")
+@click.option("--imap-security", type=_SECURITY, help="tls (port 993) or starttls (port 143).")
 @click.option("--pop3", "pop3", metavar="HOST[:PORT]", help="POP3 server (no discovery).")
 @click.option("--pop3-security", type=_SECURITY, help="tls (port 995) or starttls (port 110).")
+@click.option(
+    "--read",
+    "read_over",
+    type=_ACCESS,
+    help="Read online over IMAP or download over POP3 (default: IMAP when it works).",
+)
 @click.option(
     "--ca",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -109,8 +129,11 @@ def account_add(
     login: str | None,
     smtp: str | None,
     smtp_security: str | None,
+    imap: str | None,
+    imap_security: str | None,
     pop3: str | None,
     pop3_security: str | None,
+    read_over: str | None,
     ca: Path | None,
     insecure: bool,
     password_stdin: bool,
@@ -125,50 +148,78 @@ def account_add(
         address=address,
         login=login or address,
         submission=Endpoint("", 0, Security.TLS),
-        pop3=Endpoint("", 0, Security.TLS),
+        pop3=None,
         display_name=display_name,
         ca=ca.resolve() if ca else None,
         insecure=insecure,
     )
-    submission, pop3_server = asyncio.run(
+    account = asyncio.run(
         _servers(
             draft,
             password,
-            smtp=smtp,
-            smtp_security=smtp_security,
-            pop3=pop3,
-            pop3_security=pop3_security,
+            read=Access(read_over) if read_over else None,
+            smtp=_given(smtp, smtp_security, SUBMISSION_PORTS),
+            imap=_given(imap, imap_security, IMAP_PORTS),
+            pop3=_given(pop3, pop3_security, POP3_PORTS),
         ),
     )
-    account = dataclasses.replace(draft, submission=submission, pop3=pop3_server)
     if not accounts.add(account, password):
         warn(f"no system keyring: the password is stored in {accounts.accounts_file()}")
     click.echo(f"account {address} added")
-    click.echo(f"  sending:   {account.submission}")
-    click.echo(f"  receiving: {account.pop3}")
+    _show(account)
     click.echo(f"  mail in:   {account.maildir}")
+
+
+def _show(account: Account) -> None:
+    click.echo(f"  sending:   {account.submission}")
+    for access in Access:
+        if (endpoint := getattr(account, access.value)) is not None:
+            reading = "  (reads here)" if access is account.read else ""
+            click.echo(f"  {access.label}:      {endpoint}{reading}")
 
 
 async def _servers(
     account: Account,
     password: str,
     *,
-    smtp: str | None,
-    smtp_security: str | None,
-    pop3: str | None,
-    pop3_security: str | None,
-) -> tuple[Endpoint, Endpoint]:
-    if smtp and pop3:
-        candidates = Candidates([], [])
+    read: Access | None,
+    smtp: list[Endpoint] | None,
+    imap: list[Endpoint] | None,
+    pop3: list[Endpoint] | None,
+) -> Account:
+    """`account` with its servers, each the first candidate that accepts the login."""
+    wanted = {
+        Access.IMAP: imap is not None or read is not Access.POP3,
+        Access.POP3: pop3 is not None or read is not Access.IMAP,
+    }
+    given = {Access.IMAP: imap, Access.POP3: pop3}
+    if smtp is not None and all(given[a] is not None for a in Access if wanted[a]):
+        candidates = Candidates([], [], [])
     else:
         candidates = await discover(resolver(), account.domain)
-    if smtp:
-        candidates.submission[:] = _given(smtp, smtp_security, SUBMISSION_PORTS)
-    if pop3:
-        candidates.pop3[:] = _given(pop3, pop3_security, POP3_PORTS)
     check = submission_check(account, password)
-    submission = await working_server("SMTP", candidates.submission, check)
-    return submission, await working_server("POP3", candidates.pop3, pop3_check(account, password))
+    submission = await working_server("SMTP", smtp or candidates.submission, check)
+    found: dict[Access, Endpoint | None] = dict.fromkeys(Access)
+    checks: dict[Access, tuple[list[Endpoint], Check]] = {
+        Access.IMAP: (imap or candidates.imap, imap_check(account, password)),
+        Access.POP3: (pop3 or candidates.pop3, pop3_check(account, password)),
+    }
+    failures = []
+    for access in (a for a in Access if wanted[a]):
+        servers, check = checks[access]
+        try:
+            found[access] = await working_server(access.label, servers, check)
+        except ClientError as exc:
+            if access is read or given[access] is not None:
+                raise
+            failures.append(str(exc))
+    if read is None:
+        read = Access.IMAP if found[Access.IMAP] else Access.POP3
+        if found[read] is None:
+            raise ClientError("; ".join(failures))
+    return dataclasses.replace(
+        account, submission=submission, imap=found[Access.IMAP], pop3=found[Access.POP3], read=read
+    )
 
 
 @account.command("list")
@@ -178,8 +229,7 @@ def account_list() -> None:
     for number, known in enumerate(accounts.load()):
         default = "  (default)" if number == 0 else ""
         click.echo(f"{known.address}{default}")
-        click.echo(f"  sending:   {known.submission}")
-        click.echo(f"  receiving: {known.pop3}")
+        _show(known)
 
 
 @account.command("del")

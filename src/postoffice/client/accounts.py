@@ -7,6 +7,10 @@ a temporary file created 0600, fsync'ed and renamed over the old one (the direct
 `~/.local/share/postoffice/<address>/`): a Maildir whose Maildir++ folders `.Sent` and
 `.Drafts` hold what was sent and what could not be.
 
+An account reads its mail over IMAP (online: the messages stay on the server) or POP3
+(downloaded into that Maildir by `fetch`); `read` in its table says which. Files written
+before IMAP was known have no `imap` table and no `read` key: they read over POP3, as before.
+
 Passwords go into the system keyring (service "postoffice", user = the account address)
 when the optional `keyring` package is installed and its backend is a real one (not the
 "fail" or "null" backends that it picks when there is nothing to talk to); otherwise they
@@ -18,6 +22,7 @@ Standards: XDG Base Directory Specification
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tomllib
@@ -32,6 +37,7 @@ from postoffice.mail.address import AddressError, parse_address
 
 KEYRING_SERVICE = "postoffice"
 ACCOUNTS_FILE = "accounts.toml"
+ENDPOINTS = ("submission", "imap", "pop3")  # the server tables of an account
 
 
 def config_dir() -> Path:
@@ -44,6 +50,17 @@ def data_dir() -> Path:
     return Path(base) / "postoffice"
 
 
+class Access(enum.Enum):
+    """How an account reads its mail."""
+
+    IMAP = "imap"  # online, on the server
+    POP3 = "pop3"  # downloaded into the local Maildir
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """One mailbox the user reads and sends from."""
@@ -51,10 +68,22 @@ class Account:
     address: str  # also the account's name
     login: str
     submission: Endpoint
-    pop3: Endpoint
+    pop3: Endpoint | None
     display_name: str = ""
     ca: Path | None = None
     insecure: bool = False
+    imap: Endpoint | None = None
+    read: Access = Access.POP3
+
+    def server(self, access: Access) -> Endpoint:
+        """The account's IMAP or POP3 server; ClientError when it has none."""
+        endpoint = self.imap if access is Access.IMAP else self.pop3
+        if endpoint is None:
+            raise ClientError(
+                f"{self.address} has no {access.label} server"
+                f" (add the account again with --{access.value} HOST[:PORT])"
+            )
+        return endpoint
 
     @property
     def maildir(self) -> Path:
@@ -84,15 +113,20 @@ def _endpoint(raw: dict[str, Any]) -> Endpoint:
 
 
 def _from_toml(address: str, raw: dict[str, Any]) -> Account:
-    return Account(
+    account = Account(
         address=address,
         login=str(raw.get("login", address)),
         submission=_endpoint(raw["submission"]),
-        pop3=_endpoint(raw["pop3"]),
+        pop3=_endpoint(raw["pop3"]) if "pop3" in raw else None,
         display_name=str(raw.get("display_name", "")),
         ca=Path(raw["ca"]) if raw.get("ca") else None,
         insecure=bool(raw.get("insecure", False)),
+        imap=_endpoint(raw["imap"]) if "imap" in raw else None,
+        read=Access(raw.get("read", Access.POP3.value)),
     )
+    if (account.imap if account.read is Access.IMAP else account.pop3) is None:
+        raise KeyError(account.read.value)
+    return account
 
 
 def accounts_file() -> Path:
@@ -152,8 +186,9 @@ def _serialize(accounts: dict[str, dict[str, Any]]) -> str:
         name = f"accounts.{_toml(address)}"
         top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
         lines += ["", *_table(name, top)]
-        for key in ("submission", "pop3"):
-            lines += _table(f"{name}.{key}", raw[key])
+        for key in ENDPOINTS:
+            if key in raw:
+                lines += _table(f"{name}.{key}", raw[key])
     return "\n".join(lines) + "\n"
 
 
@@ -163,16 +198,18 @@ def _write(accounts: dict[str, dict[str, Any]]) -> None:
 
 
 def _raw(account: Account) -> dict[str, Any]:
-    raw: dict[str, Any] = {"login": account.login}
+    raw: dict[str, Any] = {"login": account.login, "read": account.read.value}
     if account.display_name:
         raw["display_name"] = account.display_name
     if account.ca is not None:
         raw["ca"] = str(account.ca)
     if account.insecure:
         raw["insecure"] = True
-    for key, endpoint in (("submission", account.submission), ("pop3", account.pop3)):
-        security = endpoint.security.value
-        raw[key] = {"host": endpoint.host, "port": endpoint.port, "security": security}
+    for key in ENDPOINTS:
+        endpoint = getattr(account, key)
+        if endpoint is not None:
+            security = endpoint.security.value
+            raw[key] = {"host": endpoint.host, "port": endpoint.port, "security": security}
     return raw
 
 

@@ -1,7 +1,8 @@
-"""Finding a domain's submission and POP3 servers the way mail clients do.
+"""Finding a domain's submission, IMAP and POP3 servers the way mail clients do.
 
 RFC 6186 publishes them as SRV records: `_submissions._tcp` (implicit TLS, RFC 8314 §5.1
-prefers it) and `_submission._tcp` (STARTTLS), `_pop3s._tcp` and `_pop3._tcp`. Records
+prefers it) and `_submission._tcp` (STARTTLS), `_imaps._tcp` and `_imap._tcp`,
+`_pop3s._tcp` and `_pop3._tcp`. Records
 are taken in priority order, the higher weight first within one priority (a client that
 tries them one after another needs no random draw), and a target of "." says the service
 is not offered (RFC 6186 §4, RFC 2782). Without any SRV record for a protocol, the guesses
@@ -20,8 +21,10 @@ from postoffice.client.network import Endpoint, Security
 from postoffice.dns import DnsError, Resolver
 
 SUBMISSION_SERVICES = (("_submissions._tcp", Security.TLS), ("_submission._tcp", Security.STARTTLS))
+IMAP_SERVICES = (("_imaps._tcp", Security.TLS), ("_imap._tcp", Security.STARTTLS))
 POP3_SERVICES = (("_pop3s._tcp", Security.TLS), ("_pop3._tcp", Security.STARTTLS))
 SUBMISSION_PORTS = ((465, Security.TLS), (587, Security.STARTTLS))  # RFC 8314 §3.3, RFC 6409
+IMAP_PORTS = ((993, Security.TLS), (143, Security.STARTTLS))  # RFC 8314 §3.3, RFC 9051
 POP3_PORTS = ((995, Security.TLS), (110, Security.STARTTLS))  # RFC 8314 §3.3, RFC 1939
 
 
@@ -31,6 +34,7 @@ class Candidates:
 
     submission: list[Endpoint]
     pop3: list[Endpoint]
+    imap: list[Endpoint]
 
 
 async def _srv(resolver: Resolver, name: str, security: Security) -> list[Endpoint]:
@@ -67,11 +71,14 @@ def guesses(hosts: list[str], ports: tuple[tuple[int, Security], ...]) -> list[E
 
 async def discover(resolver: Resolver, domain: str) -> Candidates:
     """The candidates for `domain`: its SRV records, else guesses from MX and `mail.`."""
-    submission, pop3 = await asyncio.gather(
-        _from_srv(resolver, domain, SUBMISSION_SERVICES), _from_srv(resolver, domain, POP3_SERVICES)
+    submission, pop3, imap = await asyncio.gather(
+        _from_srv(resolver, domain, SUBMISSION_SERVICES),
+        _from_srv(resolver, domain, POP3_SERVICES),
+        _from_srv(resolver, domain, IMAP_SERVICES),
     )
-    if not (submission and pop3):
+    if not (submission and pop3 and imap):
         hosts = await _guessed_hosts(resolver, domain)
         submission = submission or guesses(hosts, SUBMISSION_PORTS)
         pop3 = pop3 or guesses(hosts, POP3_PORTS)
-    return Candidates(submission, pop3)
+        imap = imap or guesses(hosts, IMAP_PORTS)
+    return Candidates(submission, pop3, imap)

@@ -1,7 +1,7 @@
 """Where the user agent connects and how: endpoints, name lookup, TLS contexts, error texts.
 
-Every connection of the user agent is encrypted: TLS from the first byte (ports 465 and
-995, RFC 8314 §3) or STARTTLS / STLS, which the server must then offer. Certificates are
+Every connection of the user agent is encrypted: TLS from the first byte (ports 465, 993
+and 995, RFC 8314 §3) or STARTTLS / STLS, which the server must then offer. Certificates are
 checked against the system trust store and the server's name; `--ca FILE` adds a private
 CA, `--insecure` switches checking off (TLS stays on) and is warned about by the CLI.
 
@@ -28,6 +28,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from postoffice.client.imap import ImapError
 from postoffice.client.pop3 import Pop3Error, Pop3ProtocolError
 from postoffice.client.submit import SubmitError
 from postoffice.dns import DnsError, DnsPythonResolver, Resolver
@@ -45,6 +46,7 @@ FAILURES = (
     SubmitError,
     Pop3Error,
     Pop3ProtocolError,
+    ImapError,
     ProtocolError,
 )
 

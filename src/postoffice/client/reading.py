@@ -79,21 +79,22 @@ def _date(message: EmailMessage) -> datetime | None:
         return None
 
 
+def summary(number: int, info: MessageInfo, headers: EmailMessage) -> Summary:
+    """The inbox line of a message from its header fields."""
+    sender, subject = printable(_sender(headers)), printable(header(headers, "Subject"))
+    return Summary(number, info, _date(headers), sender, subject)
+
+
+def parse(data: bytes, *, headers_only: bool = False) -> EmailMessage:
+    return _PARSER.parsebytes(data, headersonly=headers_only)
+
+
 def summaries(box: MaildirMailbox) -> list[Summary]:
     """One line's worth for every message, in arrival order."""
     found = []
     for number, info in enumerate(box.messages(), start=1):
         with box.open(info.key) as file:
-            headers = _PARSER.parse(file, headersonly=True)
-        found.append(
-            Summary(
-                number,
-                info,
-                _date(headers),
-                printable(_sender(headers)),
-                printable(header(headers, "Subject")),
-            )
-        )
+            found.append(summary(number, info, _PARSER.parse(file, headersonly=True)))
     return found
 
 
@@ -103,7 +104,7 @@ def load(box: MaildirMailbox, number: int) -> tuple[MessageInfo, EmailMessage]:
     if not 1 <= number <= len(messages):
         raise ClientError(f"no message {number} (the inbox has {len(messages)})")
     info = messages[number - 1]
-    return info, _PARSER.parsebytes(box.read(info.key))
+    return info, parse(box.read(info.key))
 
 
 def mark_seen(box: MaildirMailbox, info: MessageInfo) -> None:

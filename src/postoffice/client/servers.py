@@ -7,7 +7,8 @@ folder on disk *before* submitting, so a full disk stops a message before it lea
 message that left is always in Sent; when submission fails, the copy moves to Drafts, so
 a message typed into an editor is not lost.
 
-Standards: RFC 6409 (submission), RFC 4954 (AUTH), RFC 1939 §7 (USER/PASS), RFC 5034 (AUTH)
+Standards: RFC 6409 (submission), RFC 4954 (AUTH), RFC 1939 §7 (USER/PASS), RFC 5034 (AUTH),
+RFC 9051 §6.2.2-§6.2.3 (AUTHENTICATE, LOGIN)
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 
+from postoffice.client import online
 from postoffice.client.accounts import Account
 from postoffice.client.compose import Outgoing
+from postoffice.client.imap import ImapError
 from postoffice.client.local import DRAFTS, SENT, folder
 from postoffice.client.network import (
     FAILURES,
@@ -37,8 +40,14 @@ CHECK_TIMEOUT = 15.0  # seconds per reply while trying candidates: a silent one 
 
 
 def _login_refused(exc: BaseException) -> bool:
-    return (isinstance(exc, SubmitError) and exc.step == "AUTH") or (
-        isinstance(exc, Pop3Error) and exc.code == "AUTH"
+    return (
+        (isinstance(exc, SubmitError) and exc.step == "AUTH")
+        or (isinstance(exc, Pop3Error) and exc.code == "AUTH")
+        or (
+            isinstance(exc, ImapError)
+            and exc.command in ("LOGIN", "AUTHENTICATE")
+            and exc.code not in ("UNAVAILABLE", "PRIVACYREQUIRED")  # RFC 5530 §3
+        )
     )
 
 
@@ -95,6 +104,19 @@ def pop3_check(account: Account, password: str) -> Check:
             await client.quit()
         finally:
             await client.close()
+
+    return check
+
+
+def imap_check(account: Account, password: str) -> Check:
+    """Connect, TLS, log in and LOGOUT, as `account` would."""
+
+    async def check(endpoint: Endpoint) -> None:
+        client = await online.connect(account, password, endpoint, timeout=CHECK_TIMEOUT)
+        try:
+            await client.logout()
+        finally:
+            client.close()
 
     return check
 
