@@ -240,12 +240,13 @@ def test_poplib_reads_every_message_exactly(pop: ServerProcess) -> None:
         message(1),
         message(2, b".leading dot\r\n..two dots\r\n.\r\nend\r\n"),
         message(3, b"x" * 998 + b"\r\n" + b"line\r\n" * 5000),  # long lines, 30 kB
+        message(4, b".dot\r\n" + (b"y" * 998 + b"\r\n") * 100),  # 100 kB: read off the loop
     )
     stored = files(pop)
     client = login_with_poplib(pop)
     try:
         count, octets = client.stat()
-        assert (count, octets) == (3, sum(len(stored[k]) for k in keys))
+        assert (count, octets) == (4, sum(len(stored[k]) for k in keys))
         _, scan, _ = client.list()
         assert scan == [b"%d %d" % (n, len(stored[k])) for n, k in enumerate(keys, 1)]
         _, uidls, _ = client.uidl()

@@ -282,6 +282,21 @@ def test_a_file_moved_behind_the_index_is_still_found(inbox: MaildirMailbox) -> 
     assert files(inbox, "cur") == [f"{key}:2,ST"]
 
 
+def test_read_cached_gives_listed_small_messages_and_never_guesses(
+    store: MaildirStore, inbox: MaildirMailbox
+) -> None:
+    key, big = inbox.deliver(MESSAGE), inbox.deliver(MESSAGE * 100)
+    assert inbox.read_cached(key, 4096) is None  # not listed yet: read() finds it
+    inbox.messages()
+    assert inbox.read_cached(key, 4096) == MESSAGE  # just written: in the page cache
+    assert inbox.read_cached(big, 4096) is None  # over the limit
+    with store.mailbox("alice@a.test") as other:
+        other.set_flags(key, frozenset({"\\Seen"}))  # renamed behind this session's back
+    assert inbox.read_cached(key, 4096) is None
+    assert inbox.read(key) == MESSAGE  # found again
+    assert inbox.read_cached(key, 4096) == MESSAGE
+
+
 def test_two_sessions_share_the_index(store: MaildirStore) -> None:
     with store.mailbox("alice@a.test") as one, store.mailbox("alice@a.test") as two:
         key = one.deliver(MESSAGE)

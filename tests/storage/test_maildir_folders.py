@@ -45,6 +45,26 @@ def test_delete_folder_removes_it_but_not_its_children(store: MaildirStore) -> N
         store.delete_folder(USER, "Work")
 
 
+def test_a_folder_made_again_within_the_second_gets_a_new_uidvalidity(
+    store: MaildirStore,
+) -> None:
+    """RFC 9051 §2.3.1.1: a name's UIDVALIDITY is never reused with other UIDs."""
+    seen = []
+    for _ in range(3):  # all within one second: the creation time alone would repeat
+        make(store, "Work")
+        with store.mailbox(USER, "Work") as mailbox:
+            seen.append(mailbox.uidvalidity)
+        store.delete_folder(USER, "Work")
+    with store.mailbox(USER) as inbox:
+        seen.append(inbox.uidvalidity)
+    assert seen == sorted(set(seen)), "strictly increasing for the user, so never reused"
+    assert seen[0] >= int(time.time()) - 60  # still the creation time when it is free
+    with store.mailbox(USER, "Work") as mailbox:  # and kept while the folder lives
+        first = mailbox.uidvalidity
+    with store.mailbox(USER, "Work") as mailbox:
+        assert mailbox.uidvalidity == first > seen[-1]
+
+
 def test_a_tombstone_left_by_a_crash_is_never_a_folder_and_is_cleaned_up(
     store: MaildirStore,
 ) -> None:

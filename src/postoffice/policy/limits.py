@@ -152,6 +152,8 @@ class ClientLimits:
         self._connections: dict[str, int] = {}
         self._commands = _Rate(clock, commands_per_minute, max_entries)
         self._messages = _Rate(clock, messages_per_minute, max_entries)
+        self._keys: dict[str, str | None] = {}  # ip -> _key(ip): every command asks
+        self._max_entries = max_entries
 
     @property
     def entries(self) -> int:
@@ -191,8 +193,13 @@ class ClientLimits:
         return key is None or self._messages.allow(key)
 
     def _key(self, ip: str) -> str | None:
-        """The client key, or None for an exempt address (never counted)."""
+        """The client key, or None for an exempt address (never counted); remembered."""
+        if ip in self._keys:
+            return self._keys[ip]
         address = parse_ip(ip)
-        if address is not None and any(address in net for net in self._exempt):
-            return None
-        return client_key(ip)
+        exempt = address is not None and any(address in net for net in self._exempt)
+        key = None if exempt else client_key(ip)
+        if len(self._keys) >= self._max_entries:
+            self._keys.clear()
+        self._keys[ip] = key
+        return key

@@ -5,9 +5,11 @@ the same way: lines end in CRLF, a line that starts with "." gets one more in fr
 line holding only "." ends the block. `DotEncoder` is the one implementation both use. It
 turns bare CR and bare LF into CRLF (so what goes out is exactly the CRLF form that sizes are
 counted in), stuffs, adds a missing final CRLF and the ".CRLF" terminator. It works chunk by
-chunk with `re.sub` and `bytes.replace`, carrying across chunks only whether the output is at
-a line start and whether a CR was held back (its LF may open the next chunk), so a big
-message streams through in bounded memory and any split of the input gives the same output.
+chunk with `bytes.replace`, and `re.sub` only for a chunk that holds a bare CR or LF (three
+`bytes.count`s tell, several times cheaper than the substitution over a CRLF file). Across
+chunks it carries only whether the output is at a line start and whether a CR was held back
+(its LF may open the next chunk), so a big message streams through in bounded memory and any
+split of the input gives the same output.
 
 Standards: RFC 5321 §2.3.8, §4.1.1.4, §4.5.2; RFC 1939 §3
 """
@@ -47,7 +49,9 @@ class DotEncoder:
     def _encode(self, data: bytes) -> bytes:
         if not data:
             return b""
-        data = _LINE_END.sub(b"\r\n", data)  # RFC 5321 §2.3.8: CR and LF only as CRLF
+        lf = data.count(b"\n")
+        if lf != data.count(b"\r") or lf != data.count(b"\r\n"):  # a bare CR or LF in there
+            data = _LINE_END.sub(b"\r\n", data)  # RFC 5321 §2.3.8: CR and LF only as CRLF
         # RFC 5321 §4.5.2, RFC 1939 §3: every LF here ends a CRLF, so "\n." opens a line
         data = data.replace(b"\n.", b"\n..")
         if self._line_start and data.startswith(b"."):

@@ -6,10 +6,12 @@ times out idle sessions, logs in through the shared `LoginGate`, and keeps the m
 semantics users rely on: an exclusive lock per user for the whole session (`[IN-USE]`
 for a second one; the lock dies with the session or the process), a message list frozen
 at login, DELE as a mark that RSET clears, deletions only in the UPDATE state after QUIT
-(fsync'ed by the store), nothing deleted when the connection drops. RETR and TOP read a
-message of up to `WHOLE_MESSAGE` octets in one hop to the disk pool and encode it in one
-pass; larger ones are streamed in chunks. Octet counts are those of the stored CRLF form
-RETR sends.
+(fsync'ed by the store), nothing deleted when the connection drops. RETR and TOP take a
+message of up to `CHUNK` octets that is wholly in the page cache on the event loop (the
+store's `read_cached` never waits for the disk, and the loop encodes chunks of that size
+anyway), others of up to `WHOLE_MESSAGE` octets in one hop to the disk pool; the status
+line, the message and the terminator then go out in one write. Larger messages are
+streamed in chunks. Octet counts are those of the stored CRLF form RETR sends.
 
 Standards: RFC 1939 (POP3), RFC 2449 (CAPA, response codes, PIPELINING), RFC 2595 (STLS),
 RFC 3206 ([SYS/*], [AUTH]), RFC 5034 (AUTH), RFC 8314 (implicit TLS)
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -39,7 +42,7 @@ from postoffice.tls import ServerTls
 IMPLEMENTATION = "postoffice"
 CHUNK = 64 * 1024
 WHOLE_MESSAGE = 1024 * 1024  # up to this size RETR/TOP read the file at once
-_UIDL_OK = frozenset(range(0x21, 0x7F))  # RFC 1939 §7: 1 to 70 characters 0x21-0x7E
+_UIDL_OK = re.compile(r"[\x21-\x7e]{1,70}")  # RFC 1939 §7: 1 to 70 characters 0x21-0x7E
 
 BUSY = Err("too many connections, try again later", "SYS/TEMP")
 TOO_FAST = Err("too many commands, slow down", "SYS/TEMP")
@@ -69,7 +72,7 @@ class Pop3Context:
 def uidl_of(info: MessageInfo) -> str:
     """The Maildir key when it is a valid UIDL, else a stable digest of it (RFC 1939 §7)."""
     key = info.key
-    if 0 < len(key) <= 70 and all(ord(c) in _UIDL_OK for c in key):
+    if _UIDL_OK.fullmatch(key):
         return key
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
@@ -338,21 +341,23 @@ class Pop3Session(BaseSession):
         info = self.message(number)
         if isinstance(info, Err):
             return self.conn.send(info)
-        assert self.mailbox is not None
-        content: bytes | BinaryIO
+        mailbox = self.mailbox
+        assert mailbox is not None
+        content: bytes | BinaryIO | None = mailbox.read_cached(info.key, CHUNK)
         try:
-            if info.size <= WHOLE_MESSAGE:
-                content = await diskio.run(self.mailbox.read, info.key)
-            else:
-                content = await diskio.run(self.mailbox.open, info.key)
+            if content is None and info.size <= WHOLE_MESSAGE:
+                content = await diskio.run(mailbox.read, info.key)
+            elif content is None:
+                content = await diskio.run(mailbox.open, info.key)
         except (OSError, KeyError):
             return self.conn.send(Err("message vanished from the maildrop", "SYS/PERM"))
-        self.writer.write(self.conn.send_multiline_start(Ok(f"{info.size} octets")))
+        status = self.conn.send_multiline_start(Ok(f"{info.size} octets"))
         encoder = self.conn.message_encoder()
         limiter = _TopLimiter(body_lines)
-        if isinstance(content, bytes):  # read in one hop, encoded in one pass
-            self.writer.write(encoder.feed(limiter.cut(content) + limiter.rest()))
-            return encoder.finish()
+        if isinstance(content, bytes):  # encoded in one pass, sent in one write
+            body = encoder.feed(limiter.cut(content) + limiter.rest())
+            return status + body + encoder.finish()
+        self.writer.write(status)
         with content:
             while not limiter.done:
                 chunk = await diskio.run(content.read, CHUNK)

@@ -14,7 +14,7 @@ Standards: RFC 1123 §2.1 (host names), RFC 5233 (subaddress separator).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -132,11 +132,14 @@ class Mailbox(Protocol):
     def uidnext(self) -> int: ...
     @property
     def highestmodseq(self) -> int: ...
-    def deliver(self, data: bytes, *, delivery_id: str | None = None) -> str:
+    def deliver(
+        self, data: bytes, *, delivery_id: str | None = None, internaldate: float | None = None
+    ) -> str:
         """Store a message durably (tmp/ -> new/, fsync file and directory); returns its key.
 
         `delivery_id`, when given, is embedded in the file name so that a
-        delivery repeated after a crash can be recognised by `has_delivery`.
+        delivery repeated after a crash can be recognised by `has_delivery`;
+        `internaldate` (seconds since the epoch) replaces the arrival time.
         """
         ...
 
@@ -148,8 +151,18 @@ class Mailbox(Protocol):
         """
         ...
 
+    def stamp(self) -> Hashable | None:
+        """A cheap token that differs whenever `messages()` may list otherwise than when it
+        was taken, except for changes made through this very object; None: cannot tell."""
+        ...
+
     def open(self, key: str) -> BinaryIO: ...
     def read(self, key: str) -> bytes: ...
+    def read_cached(self, key: str, limit: int) -> bytes | None:
+        """The message if it is at most `limit` octets and can be had without waiting for
+        the disk (safe on the event loop); None otherwise, then `read` it in a thread."""
+        ...
+
     def set_flags(self, key: str, flags: frozenset[str]) -> MessageInfo: ...
     def remove(self, keys: list[str]) -> None:
         """Delete messages durably (POP3 UPDATE state, IMAP EXPUNGE)."""

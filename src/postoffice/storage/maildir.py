@@ -12,19 +12,25 @@ changed by flag updates, so it is the POP3 UIDL. Flags live where every Maildir
 reader looks, in the ``:2,`` info letters (D F R S T, kept sorted; other letters
 such as Dovecot's keyword letters are preserved); IMAP keywords that have no
 letter live in the index. The index, ``postoffice-index.sqlite`` (WAL) in the
-folder, maps keys to UIDs and holds UIDVALIDITY (set once, to the creation
-time), UIDNEXT and modseqs. `messages()` syncs it with one listdir of ``new/``
-and of ``cur/``: unseen files get UIDs in arrival order (from the name, a stat
-only for foreign names), vanished files are dropped, renamed ones re-read. Every
-sync records the mtimes of ``new/`` and ``cur/`` (taken before listing them);
-while both are unchanged the listing is skipped and the index answers alone, which
-makes opening a large unchanged mailbox cheap. An mtime younger than two seconds
-always re-syncs: a change within the same mtime tick as the recorded one would
-otherwise go unseen. The index can always be rebuilt: delete it and the keys
-(UIDLs) stay, while UIDs are assigned afresh under a new UIDVALIDITY, which tells
-IMAP clients to forget their cache. Our own writers rename files inside an index
-transaction, so the index only lags behind foreign tools, and a miss triggers one
-re-sync.
+folder, maps keys to UIDs and holds UIDVALIDITY, UIDNEXT and modseqs. UIDVALIDITY is
+set once, when the index is made, to max(now, last + 1) of a counter kept per user
+(``postoffice-uidvalidity``), so a folder deleted and made again, or an index rebuilt,
+within one second never gets a value seen before (RFC 9051 §2.3.1.1).
+
+`messages()` syncs the index with one listdir of ``new/`` and of ``cur/``: unseen files
+get UIDs in arrival order (from the name, a stat only for foreign names), vanished files
+are dropped, renamed ones re-read. Every sync records the mtimes of ``new/`` and ``cur/``
+(taken before listing them); while both are unchanged the listing is skipped and the
+index answers alone, which makes opening a large unchanged mailbox cheap: one SELECT,
+one MessageInfo a row. An mtime younger than two seconds always re-syncs: a change
+within the same mtime tick as the recorded one would otherwise go unseen. The mailbox
+remembers where each listed file is, so reading a message asks no SQL; a small one
+wholly in the page cache is read without waiting for the disk (`read_cached`,
+``preadv2(RWF_NOWAIT)``), which lets POP3 serve it on the event loop. The index can
+always be rebuilt: delete it and the keys (UIDLs) stay, while UIDs are assigned afresh
+under a new UIDVALIDITY, which tells IMAP clients to forget their cache. Our own writers
+rename files inside an index transaction, so the index only lags behind foreign tools,
+and a miss triggers one re-sync.
 
 Every change made through the store (delivery, flags, removal) is published, after it
 is on disk, to the store's `MailboxEvents` hub, so IMAP IDLE hears of it at once. A
@@ -37,6 +43,7 @@ RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
@@ -76,9 +83,9 @@ _T = TypeVar("_T")
 _INDEX_MIGRATIONS = (
     (
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        # uidvalidity 0: not given yet; the first open sets it (`_next_uidvalidity`)
         "INSERT INTO meta (name, value) VALUES"
-        " ('uidvalidity', CAST(strftime('%s', 'now') AS INTEGER)),"
-        " ('uidnext', 1), ('highestmodseq', 1)",
+        " ('uidvalidity', 0), ('uidnext', 1), ('highestmodseq', 1)",
         "CREATE TABLE messages (uid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
         " subdir TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
         " modseq INTEGER NOT NULL, internaldate REAL NOT NULL, keywords TEXT NOT NULL)",
@@ -88,6 +95,8 @@ _INDEX_MIGRATIONS = (
     ),
 )
 _COLUMNS = "uid, key, subdir, name, size, modseq, internaldate, keywords"
+_UIDVALIDITY_FILE = "postoffice-uidvalidity"  # in the user's directory: the last one given
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux ≥ 4.14; elsewhere read_cached never reads
 
 
 def _fsync_dir(path: Path) -> None:
@@ -143,6 +152,37 @@ def _delivery_id(name: str) -> str | None:
     return delivery_id if q else None
 
 
+def _flag_set(info: str, keywords: str) -> frozenset[str]:
+    """IMAP flags from the info letters (what follows ``:2,``) and the keyword list."""
+    flags = {_FLAGS[letter] for letter in info if letter in _FLAGS}
+    flags.update(keywords.split())
+    return frozenset(flags)
+
+
+def _next_uidvalidity(user_dir: Path) -> int:
+    """A UIDVALIDITY no folder of this user had before: max(now, last + 1), kept on disk.
+
+    RFC 9051 §2.3.1.1 forbids reusing a name's UIDVALIDITY with other UIDs; the creation
+    second alone repeats when a folder is deleted and made again (or its index rebuilt)
+    within one second. The counter file is locked (`flock`) against other processes and
+    threads, and fsynced before the value is used.
+    """
+    path = user_dir / _UIDVALIDITY_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = os.pread(fd, 32, 0).strip()
+        last = int(text) if text.isdigit() else 0
+        value = max(int(time.time()), last + 1)
+        os.pwrite(fd, b"%d\n" % value, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if not text:  # a new file: its directory entry must be durable too
+        _fsync_dir(user_dir)
+    return value
+
+
 @dataclass(slots=True)
 class _Entry:
     """One index row."""
@@ -176,11 +216,8 @@ class _Entry:
         return {letter for letter in self.info if letter in _FLAGS}
 
     def message_info(self) -> MessageInfo:
-        flags = {_FLAGS[letter] for letter in self.letters()}
-        flags.update(self.keywords.split())
-        return MessageInfo(
-            self.uid, self.key, self.size, frozenset(flags), self.modseq, self.internaldate
-        )
+        flags = _flag_set(self.info, self.keywords)
+        return MessageInfo(self.uid, self.key, self.size, flags, self.modseq, self.internaldate)
 
 
 class MaildirMailbox:
@@ -199,6 +236,9 @@ class MaildirMailbox:
         self._subfolder = subfolder
         self._on_change = on_change  # told after each change is on disk
         self._index: SqliteFile | None = None
+        # Where each message was at the last listing or change: key -> "subdir/name". A
+        # hint: a file moved since (another session's flag change) is looked up again.
+        self._files: dict[str, str] = {}
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -217,15 +257,21 @@ class MaildirMailbox:
             os.close(os.open(self.path / "maildirfolder", os.O_CREAT | os.O_WRONLY, 0o600))
         _fsync_dir(self.path)
 
-    def _new_name(self, delivery_id: str | None, size: int) -> str:
-        secs, usecs = divmod(time.time_ns() // 1000, 1_000_000)
+    def _new_name(self, delivery_id: str | None, size: int, when: float | None = None) -> str:
+        micros = time.time_ns() // 1000 if when is None else max(round(when * 1e6), 0)
+        secs, usecs = divmod(micros, 1_000_000)
         unique = delivery_id or secrets.token_hex(8)
         return f"{secs}.M{usecs}P{os.getpid()}Q{unique}.{self._hostname},S={size}"
 
-    def deliver(self, data: bytes, *, delivery_id: str | None = None) -> str:
+    def deliver(
+        self, data: bytes, *, delivery_id: str | None = None, internaldate: float | None = None
+    ) -> str:
+        """`internaldate` (IMAP APPEND's date-time) replaces the arrival time: in the name,
+        which the index reads it from like any arrival time, and as the file's mtime, where
+        Dovecot looks for it. Times before 1970 become 1970, which names cannot go below."""
         if delivery_id is not None and not _DELIVERY_ID.fullmatch(delivery_id):
             raise ValueError(f"delivery id {delivery_id!r} must be letters, digits, - or _")
-        key = self._new_name(delivery_id, len(data))
+        key = self._new_name(delivery_id, len(data), internaldate)
         tmp, new = self.path / "tmp" / key, self.path / "new" / key
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
@@ -237,6 +283,9 @@ class MaildirMailbox:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
                 file.flush()
+                if internaldate is not None:
+                    arrival = _arrival(key)
+                    os.utime(file.fileno(), (arrival, arrival))
                 os.fsync(file.fileno())
             os.rename(tmp, new)
         except BaseException:
@@ -267,9 +316,21 @@ class MaildirMailbox:
     def _db(self) -> SqliteFile:
         if self._index is None:
             self._create()
-            self._index = SqliteFile(
-                self.path / INDEX_NAME, _INDEX_MIGRATIONS, synchronous="NORMAL"
-            )
+            index = SqliteFile(self.path / INDEX_NAME, _INDEX_MIGRATIONS, synchronous="NORMAL")
+            try:
+                with index.transaction() as db:
+                    given = self._meta(db, "uidvalidity")
+                if not given:  # a new index; a rival that sets it first wins
+                    value = _next_uidvalidity(self.path.parent if self._subfolder else self.path)
+                    with index.transaction(write=True) as db:
+                        db.execute(
+                            "UPDATE meta SET value = ? WHERE name = 'uidvalidity' AND value = 0",
+                            (value,),
+                        )
+            except BaseException:
+                index.close()
+                raise
+            self._index = index
         return self._index
 
     def close(self) -> None:
@@ -400,29 +461,98 @@ class MaildirMailbox:
         with self._db().transaction() as db:
             return self._meta(db, "highestmodseq")
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What `messages()` answers from, cheaply: new/'s and cur/'s mtimes and the index's
+        data_version (which other connections' commits move); None while an mtime is too
+        young to be trusted. Own writes through this object are known to the caller."""
+        with self._db().transaction() as db:  # first: makes the Maildir of a new folder
+            (version,) = db.execute("PRAGMA data_version").fetchone()
+        mtimes = self._mtimes()
+        if time.time_ns() - max(mtimes) <= _SETTLE_NS:
+            return None
+        return (*mtimes, int(version))
+
     def messages(self) -> list[MessageInfo]:
         index = self._db()
         with index.transaction() as db:
-            entries = self._entries(db) if self._settled(db) else None
-        if entries is None:
+            if self._settled(db):
+                rows = db.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY uid").fetchall()
+            else:
+                rows = None
+        if rows is None:
             with index.transaction(write=True) as db:
-                entries = self._sync(db)
-        return [entry.message_info() for entry in sorted(entries.values(), key=attrgetter("uid"))]
+                entries = sorted(self._sync(db).values(), key=attrgetter("uid"))
+            rows = [entry.row() for entry in entries]
+        return self._listing(rows)
+
+    def _listing(
+        self, rows: list[tuple[int, str, str, str, int, int, float, str]]
+    ) -> list[MessageInfo]:
+        """MessageInfos of index rows in UID order; remembers where each file is.
+
+        Flag sets are shared between messages with the same letters and keywords: a large
+        mailbox has few combinations, and this is the cost of every login.
+        """
+        flag_sets: dict[tuple[str, str], frozenset[str]] = {}
+        files: dict[str, str] = {}
+        listing = []
+        for uid, key, subdir, name, size, modseq, internaldate, keywords in rows:
+            marks = (name[len(key) :], keywords)
+            flags = flag_sets.get(marks)
+            if flags is None:
+                flags = flag_sets[marks] = _flag_set(marks[0].partition(INFO)[2], keywords)
+            listing.append(MessageInfo(uid, key, size, flags, modseq, internaldate))
+            files[key] = f"{subdir}/{name}"
+        self._files = files
+        return listing
 
     # -- one message -----------------------------------------------------------
 
     def _with_file(self, key: str, use: Callable[[Path], _T]) -> _T:
         """Apply `use` to the message's file; re-syncs once if it moved. KeyError if gone."""
-        with self._db().transaction() as db:
-            entry = self._find(db, key)
-        if entry is not None:
+        known = self._files.get(key)
+        if known is None:
+            with self._db().transaction() as db:
+                entry = self._find(db, key)
+            known = None if entry is None else f"{entry.subdir}/{entry.name}"
+        if known is not None:
             with suppress(FileNotFoundError):
-                return use(self.path / entry.subdir / entry.name)
+                return use(self.path / known)
         with self._db().transaction(write=True) as db:
             entry = self._sync(db).get(key)
         if entry is None:
             raise KeyError(key)
+        self._files[key] = f"{entry.subdir}/{entry.name}"
         return use(self.path / entry.subdir / entry.name)
+
+    def read_cached(self, key: str, limit: int) -> bytes | None:
+        """The message, if it was listed, is at most `limit` octets and is wholly in the page
+        cache; else None (then `read` it on a worker thread).
+
+        Never waits for the disk to read data: ``preadv2(RWF_NOWAIT)`` fails rather than
+        start I/O, so the event loop may call this. What it may wait on is the open's
+        lookup of a name `messages()` just listed (its inode, a few KiB, is normally cached
+        too). A short read (part of the file cached) also gives None.
+        """
+        known = self._files.get(key)
+        if known is None or _NOWAIT is None:
+            return None
+        try:
+            fd = os.open(f"{self.path}/{known}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            if size > limit:
+                return None
+            buffer = bytearray(size)
+            if os.preadv(fd, [buffer], 0, _NOWAIT) != size:
+                return None
+        except OSError:  # EAGAIN: not in the cache; EOPNOTSUPP: the file system cannot tell
+            return None
+        finally:
+            os.close(fd)
+        return bytes(buffer)
 
     def open(self, key: str) -> BinaryIO:
         return self._with_file(key, lambda path: path.open("rb"))
@@ -464,6 +594,7 @@ class MaildirMailbox:
         if changed:
             entry.modseq = self._next_modseq(db)
         entry.subdir, entry.name, entry.keywords = "cur", name, keywords
+        self._files[entry.key] = f"cur/{name}"
         db.execute(
             "UPDATE messages SET subdir = ?, name = ?, modseq = ?, keywords = ? WHERE uid = ?",
             (entry.subdir, entry.name, entry.modseq, entry.keywords, entry.uid),
@@ -481,6 +612,7 @@ class MaildirMailbox:
                 with suppress(FileNotFoundError):
                     (self.path / entry.subdir / entry.name).unlink()
                 db.execute("DELETE FROM messages WHERE uid = ?", (entry.uid,))
+                self._files.pop(key, None)
                 touched.add(entry.subdir)
             if touched:  # RFC 7162 (QRESYNC): an expunge raises HIGHESTMODSEQ too
                 self._next_modseq(db)
