@@ -39,7 +39,7 @@ from postoffice.queue.cleanup import Cleanup
 from postoffice.queue.scheduler import Scheduler
 from postoffice.queue.spool import Spool
 from postoffice.servers.imap import BUSY_LINE as IMAP_BUSY
-from postoffice.servers.imap import ImapContext, ImapSession
+from postoffice.servers.imap import ImapContext, ImapSession, UserSessions
 from postoffice.servers.listener import ConnectionCounter, Listener, SessionFactory
 from postoffice.servers.login import LoginGate
 from postoffice.servers.pop3 import BUSY as POP3_BUSY
@@ -173,6 +173,7 @@ class Server:
         self.gate = LoginGate(DirectoryAuthenticator(self.directory), guard, self.clock)
         self.listeners: list[Listener] = []
         self._contexts: dict[str, SmtpContext] = {}
+        self._imap_sessions = UserSessions()  # per-user IMAP session counts survive SIGHUP
         self._scheduler_task: asyncio.Task[None] | None = None
         self._build_contexts(config)
 
@@ -182,7 +183,13 @@ class Server:
             config, self.store, self.gate, self.tls, self.client_limits, self.log
         )
         self._imap = ImapContext(
-            config, self.store, self.gate, self.tls, self.client_limits, self.log
+            config,
+            self.store,
+            self.gate,
+            self.tls,
+            self.client_limits,
+            self.log,
+            self._imap_sessions,
         )
         policy = RecipientPolicy(self.directory, list(config.smtp.relay_networks), DEFAULT_DOMAIN)
         for role in ("smtp", "submission"):

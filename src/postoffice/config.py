@@ -53,6 +53,7 @@ class ImapSection:
     listen_tls: tuple[str, ...] = ("127.0.0.1:2993",)  # implicit TLS (RFC 8314), port 993
     allow_plaintext_loopback: bool = True  # LOGIN and AUTHENTICATE without TLS from loopback
     idle_timeout: float = 1800.0  # RFC 9051 §5.4: at least 30 minutes
+    max_connections_per_user: int = 20  # logged-in sessions of one user, both listeners
 
 
 @dataclass(frozen=True, slots=True)

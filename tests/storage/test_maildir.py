@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -332,3 +333,32 @@ def test_remove(inbox: MaildirMailbox) -> None:
     assert [m.key for m in inbox.messages()] == [keys[1]]
     assert inbox.highestmodseq > before
     inbox.remove([keys[0]])  # again: already gone
+
+
+# -- stamp (what IMAP compares before re-listing a selected mailbox) ----------------------
+
+
+def _age(mailbox: MaildirMailbox) -> None:
+    """Make new/ and cur/ look last changed a minute ago, past the mtime settle time."""
+    for sub in ("new", "cur"):
+        os.utime(mailbox.path / sub, (time.time() - 60, time.time() - 60))
+
+
+def test_stamp_moves_with_every_change_other_writers_make(
+    store: MaildirStore, inbox: MaildirMailbox
+) -> None:
+    other = store.mailbox("alice@a.test")
+    key = other.deliver(MESSAGE)
+    other.set_flags(key, frozenset({"\\Seen"}))  # into cur/
+    _age(inbox)
+    stamp = inbox.stamp()
+    assert stamp is not None and inbox.stamp() == stamp  # nothing changed: it stands
+    other.set_flags(key, frozenset({"\\Seen", "$Label1"}))  # keyword only: no file renamed
+    keyword = inbox.stamp()
+    assert keyword not in (None, stamp)
+    assert inbox.messages()[0].flags == {"\\Seen", "$Label1"}
+    put(inbox, "new", "1700000300.M1P1.foreign")  # a foreign tool: no index change at all
+    assert inbox.stamp() is None  # too young to trust
+    _age(inbox)
+    assert inbox.stamp() not in (None, keyword)
+    other.close()

@@ -14,11 +14,17 @@ mailbox through the store (`MailStore.watch`), which every writer in this proces
 delivery, POP3, other IMAP sessions — notifies once a change is on disk, and re-reads the
 mailbox when woken. Changes by other processes (a `postoffice` command, a foreign Maildir
 tool) are not announced; an idling session re-checks for them every `RECHECK` seconds.
-APPEND keeps the arrival time, not the client's date-time.
+APPEND's date-time becomes the message's INTERNALDATE through the store, which keeps it
+where it keeps every arrival time (the file name; the index reads it from there).
+
+A user may have `[imap] max_connections_per_user` sessions logged in at once, counted over
+both listeners; one more login is refused with NO [LIMIT] (RFC 5530) and that session stays
+unauthenticated, free to try again.
 
 Standards: RFC 9051 (IMAP4rev2), RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 2971 (ID),
-RFC 2342 (NAMESPACE), RFC 4315 (UIDPLUS), RFC 4959 (SASL-IR), RFC 5161 (ENABLE),
-RFC 5258/RFC 5819 (LIST-EXTENDED, LIST-STATUS), RFC 6154 (SPECIAL-USE), RFC 6851 (MOVE),
+RFC 2342 (NAMESPACE), RFC 3502 (MULTIAPPEND), RFC 4315 (UIDPLUS), RFC 4731 (ESEARCH),
+RFC 4959 (SASL-IR), RFC 5161 (ENABLE), RFC 5182 (SEARCHRES), RFC 5258/RFC 5819
+(LIST-EXTENDED, LIST-STATUS), RFC 5530 (LIMIT), RFC 6154 (SPECIAL-USE), RFC 6851 (MOVE),
 RFC 7162 (CONDSTORE), RFC 7888 (LITERAL+), RFC 7889 (APPENDLIMIT), RFC 8314 (implicit TLS)
 """
 
@@ -26,8 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +55,7 @@ from postoffice.protocols.imap import (
     codes,
     events,
     responses,
+    search,
 )
 from postoffice.protocols.imap.connection import ServerConnection
 from postoffice.protocols.imap.fetch import FetchAttribute
@@ -57,7 +65,7 @@ from postoffice.servers.imap_folders import FolderCommands
 from postoffice.servers.imap_mailbox import SelectedMailbox, flag_atoms
 from postoffice.servers.login import Login, LoginGate
 from postoffice.servers.session import BaseSession
-from postoffice.storage.base import MailboxWatch, MailStore
+from postoffice.storage.base import MailboxWatch, MailStore, MessageInfo
 from postoffice.tls import ServerTls
 
 IMPLEMENTATION = "postoffice"
@@ -69,6 +77,7 @@ TOO_FAST = Bye("too many commands, slow down", codes.UNAVAILABLE)
 NEEDS_TLS = No("use STARTTLS (or port 993) before logging in", codes.PRIVACYREQUIRED)
 LOGIN_FAILED = No("invalid user name or password", codes.AUTHENTICATIONFAILED)
 LOCKED_OUT = No("too many failed logins, try again later", codes.UNAVAILABLE)
+TOO_MANY_SESSIONS = No("too many sessions for this user, log out of one first", codes.LIMIT)
 RECHECK = 30.0  # seconds between IDLE re-checks for changes made by other processes
 _CAPS = [
     "IMAP4rev2",
@@ -86,14 +95,37 @@ _CAPS = [
     "LIST-EXTENDED",
     "LIST-STATUS",
     "CONDSTORE",
+    "ESEARCH",
+    "SEARCHRES",
+    "MULTIAPPEND",
 ]
 # RFC 9051 §7.4.1: no EXPUNGE during FETCH, STORE, SEARCH by message number
 _NUMBERED = (events.Fetch, events.Store, events.Search, events.Copy)
 
 
+class UserSessions:
+    """Logged-in IMAP sessions per user, over both listeners; outlives SIGHUP's new context."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def enter(self, user: str, limit: int) -> bool:
+        """Count one more session of `user`; False (not counted) when it has `limit` already."""
+        count = self._open.get(user, 0)
+        if count >= limit:
+            return False
+        self._open[user] = count + 1
+        return True
+
+    def leave(self, user: str) -> None:
+        count = self._open.pop(user, 0) - 1
+        if count > 0:
+            self._open[user] = count
+
+
 @dataclass(slots=True)
 class ImapContext:
-    """What every IMAP session shares (swapped whole on SIGHUP)."""
+    """What every IMAP session shares (swapped whole on SIGHUP, but not `sessions`)."""
 
     config: Config
     store: MailStore
@@ -101,6 +133,7 @@ class ImapContext:
     tls: ServerTls
     client_limits: ClientLimits
     log: EventLog
+    sessions: UserSessions
 
 
 Handler = Callable[[Any], Awaitable[responses.Response]]
@@ -176,6 +209,8 @@ class ImapSession(FolderCommands, BaseSession):
 
     def finish(self) -> None:
         self.deselect()
+        if self.user:
+            self.ctx.sessions.leave(self.user)
 
     def summary(self) -> dict[str, Any]:
         return {"user": self.user or None, "errors": self.errors}
@@ -379,9 +414,13 @@ class ImapSession(FolderCommands, BaseSession):
         return LOCKED_OUT if login.locked else LOGIN_FAILED
 
     async def logged_in(self, user: str) -> responses.Response:
+        if not self.ctx.sessions.enter(user, self.ctx.config.imap.max_connections_per_user):
+            self.ctx.log.event("too_many_sessions", listener="imap", client=self.client, user=user)
+            return TOO_MANY_SESSIONS  # RFC 5530 §3: LIMIT; NO keeps NOT AUTHENTICATED
         try:
             await asyncio.to_thread(self.create_defaults, user)
         except OSError as exc:
+            self.ctx.sessions.leave(user)
             self.ctx.log.warning("mailbox_error", client=self.client, user=user, error=str(exc))
             return No("cannot open the mailboxes, try again later", codes.UNAVAILABLE)
         self.user = user
@@ -406,25 +445,28 @@ class ImapSession(FolderCommands, BaseSession):
             attributes = (*attributes, _UID)
         content = view.needs_content(attributes)
         sets_seen = not view.readonly and any(a.sets_seen for a in attributes)
-        for number, found in view.targets(event.sequence, uid=event.uid):
-            info = found
-            if (
-                event.request.changed_since is not None
-                and info.modseq <= event.request.changed_since
-            ):
-                continue
-            try:
-                data = await asyncio.to_thread(view.mailbox.read, info.key) if content else None
-            except (KeyError, OSError):
-                continue  # expunged by another session: RFC 9051 §7.4.1 lets us omit it
-            if sets_seen and "\\Seen" not in info.flags:
-                with contextlib.suppress(KeyError, ValueError):
-                    info = view.mailbox.set_flags(info.key, info.flags | {"\\Seen"})
-                    view.replace(info)
-                    if not any(a.name == "FLAGS" for a in attributes):
-                        attributes = (*attributes, _FLAGS)
-            items = view.fetch_items(info, attributes, data)
-            self.out(responses.FetchResult(number, tuple(items)))
+        with_flags = (*attributes, _FLAGS)  # RFC 9051 §6.4.5: a \\Seen just set is told
+        if any(a.name == "FLAGS" for a in attributes):
+            with_flags = attributes
+        since = event.request.changed_since
+        chosen = [
+            (number, info)
+            for number, info in view.targets(event.sequence, uid=event.uid)
+            if since is None or info.modseq > since
+        ]
+        # In batches: one worker hop reads (and marks) a batch, one write sends its responses;
+        # the next batch is built while the client still reads the previous one (drain after).
+        batches = list(_batches(chosen, content))
+        async with contextlib.aclosing(_read_ahead(view, batches, sets_seen, content)) as loads:
+            async for loaded in loads:
+                lines = []
+                for number, info, data, marked in loaded:
+                    if marked:
+                        view.replace(info, number)
+                    items = view.fetch_items(info, with_flags if marked else attributes, data)
+                    lines.append(self.conn.send(responses.FetchResult(number, tuple(items))))
+                await self.writer.drain()
+                self.writer.write(b"".join(lines))
         return Ok("FETCH completed")
 
     async def on_store(self, event: events.Store) -> responses.Response:
@@ -471,7 +513,11 @@ class ImapSession(FolderCommands, BaseSession):
         if returns is None and "IMAP4REV2" not in self.conn.enabled:
             self.out(responses.SearchResult(tuple(numbers)))
             return Ok("SEARCH completed")
-        options = returns or frozenset({"ALL"})
+        if returns is not None and "SAVE" in returns:  # RFC 5182 §2.1: kept as UIDs for "$"
+            view.saved = frozenset(search.saved_result(returns, [m.uid for _, m in found]))
+        options = search.result_options(returns or frozenset())
+        if options is None:
+            return Ok("SEARCH completed, result saved")
         self.out(
             responses.ESearchResult(
                 event.tag,
@@ -503,16 +549,15 @@ class ImapSession(FolderCommands, BaseSession):
         name = self.canonical(event.mailbox)
         if not self.exists(name):
             return No("no such mailbox", codes.TRYCREATE)
-        flags = frozenset(f for f in event.flags if f != "\\Recent")
         mailbox = self.ctx.store.mailbox(self.user, name)
         try:
-            uid = await asyncio.to_thread(_store_copy, mailbox, event.message, flags)
+            uids = await asyncio.to_thread(_append_all, mailbox, event.messages)
             validity = mailbox.uidvalidity
         except ValueError:
             return Bad("invalid flag")
         finally:
             mailbox.close()
-        return Ok("APPEND completed", codes.appenduid(validity, SequenceSet.of([uid])))
+        return Ok("APPEND completed", codes.appenduid(validity, SequenceSet.of(uids)))
 
     async def on_copy(self, event: events.Copy | events.Move) -> responses.Response:
         view = self.mailbox_view()
@@ -533,7 +578,9 @@ class ImapSession(FolderCommands, BaseSession):
                     data = await asyncio.to_thread(view.mailbox.read, info.key)
                 except KeyError:
                     continue
-                copies.append(await asyncio.to_thread(_store_copy, target, data, info.flags))
+                # RFC 9051 §6.4.7: the copy keeps the flags and the internal date
+                when = info.internaldate
+                copies.append(await asyncio.to_thread(_store_copy, target, data, info.flags, when))
                 sources.append(info.uid)
             validity = target.uidvalidity
         finally:
@@ -560,14 +607,90 @@ class ImapSession(FolderCommands, BaseSession):
 
 _UID = FetchAttribute("UID")
 _FLAGS = FetchAttribute("FLAGS")
+_BATCH_MESSAGES = 128  # FETCH responses built and written at once
+_BATCH_OCTETS = 1 << 20  # of message content read for one batch
 
 
-def _store_copy(mailbox: Any, data: bytes, flags: frozenset[str]) -> int:
-    """Deliver `data` to `mailbox` with `flags`; the UID it got."""
-    key = mailbox.deliver(data)
-    if flags:
-        return int(mailbox.set_flags(key, flags).uid)
-    for info in mailbox.messages():
-        if info.key == key:
-            return int(info.uid)
+async def _read_ahead(
+    view: SelectedMailbox, batches: list[list[tuple[int, MessageInfo]]], seen: bool, content: bool
+) -> AsyncIterator[list[tuple[int, MessageInfo, bytes | None, bool]]]:
+    """Each batch as `SelectedMailbox.load` gives it, from a worker thread. Content is read
+    one batch ahead, while the previous one is being sent (the disk and the client's reading
+    overlap), unless fetching sets \\Seen: only messages about to be sent are marked."""
+    if not (content or seen):
+        for batch in batches:
+            yield [(number, info, None, False) for number, info in batch]
+        return
+    load = functools.partial(view.load, content=content, seen=seen)
+
+    def start(batch: list[tuple[int, MessageInfo]]) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(asyncio.to_thread(load, batch))
+
+    ahead: asyncio.Future[Any] | None = None
+    try:
+        for index, batch in enumerate(batches):
+            current = ahead or start(batch)
+            ahead = start(batches[index + 1]) if index + 1 < len(batches) and not seen else None
+            yield await current
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+
+
+def _batches(
+    chosen: list[tuple[int, MessageInfo]], content: bool
+) -> Iterator[list[tuple[int, MessageInfo]]]:
+    """`chosen` in runs of at most `_BATCH_MESSAGES` and, when content is read, about
+    `_BATCH_OCTETS` (never less than one message)."""
+    batch: list[tuple[int, MessageInfo]] = []
+    octets = 0
+    for target in chosen:
+        if batch and (
+            len(batch) >= _BATCH_MESSAGES or (content and octets + target[1].size > _BATCH_OCTETS)
+        ):
+            yield batch
+            batch, octets = [], 0
+        batch.append(target)
+        octets += target[1].size
+    if batch:
+        yield batch
+
+
+def _append_all(mailbox: Any, messages: tuple[events.AppendMessage, ...]) -> list[int]:
+    """Store every message of an APPEND or none (RFC 3502 §3); their UIDs, ascending.
+
+    A failure (a flag the store cannot keep, a full disk) takes back the messages already
+    stored. A crash midway may leave those: Maildir has no transaction over several files.
+    """
+    uids: list[int] = []
+    try:
+        for message in messages:
+            flags = frozenset(f for f in message.flags if f != "\\Recent")
+            when = None if message.date is None else message.date.timestamp()  # §6.3.12
+            uids.append(_store_copy(mailbox, message.message, flags, when))
+    except BaseException:
+        stored = set(uids)
+        mailbox.remove([info.key for info in mailbox.messages() if info.uid in stored])
+        raise
+    return uids
+
+
+def _store_copy(
+    mailbox: Any, data: bytes, flags: frozenset[str], internaldate: float | None = None
+) -> int:
+    """Deliver `data` to `mailbox` with `flags` (and `internaldate`); the UID it got.
+
+    When the flags cannot be stored, the message is taken back before the error goes on.
+    """
+    key = mailbox.deliver(data, internaldate=internaldate)
+    try:
+        if flags:
+            return int(mailbox.set_flags(key, flags).uid)
+        for info in mailbox.messages():
+            if info.key == key:
+                return int(info.uid)
+    except BaseException:
+        mailbox.messages()  # index it first: remove() skips keys the index does not know
+        mailbox.remove([key])
+        raise
     raise KeyError(key)

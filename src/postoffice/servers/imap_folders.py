@@ -193,7 +193,7 @@ class FolderCommands:
                 "UNSEEN": sum("\\Seen" not in m.flags for m in messages),
                 "DELETED": sum("\\Deleted" in m.flags for m in messages),
                 "SIZE": sum(m.size for m in messages),
-                "RECENT": 0,
+                "RECENT": 0,  # \Recent is never set: see on_select
                 "HIGHESTMODSEQ": mailbox.highestmodseq,
             }
         finally:
@@ -223,6 +223,10 @@ class FolderCommands:
         self.out(responses.Flags(SYSTEM_FLAGS))
         self.out(responses.Exists(len(selected.messages)))
         if "IMAP4REV2" not in self.conn.enabled:
+            # \Recent is never set, so RECENT is always 0 (and SEARCH RECENT, NEW find
+            # nothing): RFC 9051 dropped it, and RFC 3501 §2.3.2's "first session to be told
+            # of the message" would need bookkeeping shared by every session and process
+            # for a flag today's clients ignore; Gmail and others answer 0 the same way.
             self.out(responses.Recent(0))
         permanent = () if readonly else (*SYSTEM_FLAGS, "\\*")
         self.out(UntaggedOk("flags", codes.permanentflags(permanent)))

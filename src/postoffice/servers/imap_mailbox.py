@@ -14,10 +14,12 @@ Standards: RFC 9051 §5.2 (mailbox size and message status updates), §6.4.4 (SE
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime
 import email.header
 import email.utils
+import functools
 from collections.abc import Callable
 
 from postoffice.protocols.imap import mime, responses, search, sections, structure
@@ -29,10 +31,16 @@ from postoffice.storage.base import Mailbox, MessageInfo
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _CONTENT_FREE = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
+_CACHED_MAX = 1 << 20  # larger messages are read with `Mailbox.read`
 
 
+@functools.lru_cache(maxsize=256)  # a mailbox has few distinct flag sets
 def flag_atoms(flags: frozenset[str]) -> tuple[Atom, ...]:
     return tuple(Atom(flag) for flag in sorted(flags))
+
+
+def _uid(info: MessageInfo) -> int:
+    return info.uid
 
 
 def internaldate(when: float) -> str:
@@ -46,7 +54,13 @@ class SelectedMailbox:
 
     def __init__(self, name: str, mailbox: Mailbox, *, readonly: bool) -> None:
         self.name, self.mailbox, self.readonly = name, mailbox, readonly
+        # The store's stamp as of the snapshot (taken before it, so nothing slips between):
+        # while it stands, `refresh` has nothing to tell and skips re-listing the mailbox.
+        self._stamp = mailbox.stamp()
         self.messages: list[MessageInfo] = mailbox.messages()
+        # RFC 5182 §2.1: the last SEARCH ... SAVE result ("$"), as UIDs so that expunged
+        # messages drop out of it; a new SELECT starts empty
+        self.saved: frozenset[int] = frozenset()
 
     def close(self) -> None:
         self.mailbox.close()
@@ -57,13 +71,15 @@ class SelectedMailbox:
         """(message number, info) for a sequence set of numbers or UIDs, in mailbox order."""
         if not self.messages:
             return []
-        if uid:
-            ranges = sequence.resolve(self.messages[-1].uid)
-            return [
-                (n, m)
-                for n, m in enumerate(self.messages, 1)
-                if any(low <= m.uid <= high for low, high in ranges)
-            ]
+        if sequence.saved:  # "$" names the same messages in UID and number commands
+            return [(n, m) for n, m in enumerate(self.messages, 1) if m.uid in self.saved]
+        if uid:  # the snapshot is in UID order: each range is a slice, found by bisection
+            found = []
+            for low, high in sequence.resolve(self.messages[-1].uid):
+                first = bisect.bisect_left(self.messages, low, key=_uid)
+                last = bisect.bisect_right(self.messages, high, key=_uid)
+                found += enumerate(self.messages[first:last], first + 1)
+            return found
         ranges = sequence.resolve(len(self.messages))
         return [
             (n, self.messages[n - 1])
@@ -71,8 +87,13 @@ class SelectedMailbox:
             for n in range(low, min(high, len(self.messages)) + 1)
         ]
 
-    def replace(self, info: MessageInfo) -> int:
-        """Put an updated `info` into the snapshot; its message number (0 if gone)."""
+    def replace(self, info: MessageInfo, number: int = 0) -> int:
+        """Put an updated `info` into the snapshot; its message number (0 if gone).
+
+        `number`, the message number it had when the command began, spares the search."""
+        if 0 < number <= len(self.messages) and self.messages[number - 1].uid == info.uid:
+            self.messages[number - 1] = info
+            return number
         for n, old in enumerate(self.messages, 1):
             if old.uid == info.uid:
                 self.messages[n - 1] = info
@@ -86,14 +107,20 @@ class SelectedMailbox:
 
         Without `expunges` (during FETCH, STORE, SEARCH by number: RFC 9051 §7.4.1) vanished
         messages stay in the snapshot and only flag changes and new messages are reported.
+        Nothing is re-listed while the store's stamp stands (the session's own changes are in
+        the snapshot already): a command on a large mailbox does not pay for a listing.
         """
+        stamp = self.mailbox.stamp()
+        if stamp is not None and stamp == self._stamp:
+            return []
         fresh = self.mailbox.messages()
         by_uid = {m.uid: m for m in fresh}
         out: list[responses.Response] = []
+        gone = [n for n, m in enumerate(self.messages, 1) if m.uid not in by_uid]
         if expunges:
-            gone = [n for n, m in enumerate(self.messages, 1) if m.uid not in by_uid]
             out += [responses.Expunge(n) for n in reversed(gone)]
             self.messages = [m for m in self.messages if m.uid in by_uid]
+        self._stamp = None if gone and not expunges else stamp  # expunges still to tell
         known = {m.uid for m in self.messages}
         for n, old in enumerate(self.messages, 1):
             new = by_uid.get(old.uid)
@@ -116,12 +143,9 @@ class SelectedMailbox:
 
     def expunge(self, uids: SequenceSet | None = None) -> list[responses.Response]:
         """Remove messages flagged \\Deleted (within `uids`); EXPUNGE responses, descending."""
-        chosen = [
-            (n, m)
-            for n, m in enumerate(self.messages, 1)
-            if "\\Deleted" in m.flags and (uids is None or uids.contains(m.uid, self.last_uid))
-        ]
-        return self.remove(chosen)
+        everything = list(enumerate(self.messages, 1))
+        chosen = everything if uids is None else self.targets(uids, uid=True)
+        return self.remove([(n, m) for n, m in chosen if "\\Deleted" in m.flags])
 
     def remove(self, chosen: list[tuple[int, MessageInfo]]) -> list[responses.Response]:
         if not chosen:
@@ -147,7 +171,13 @@ class SelectedMailbox:
                 return cache["data"]
 
             if _matches(
-                key, n, info=info, content=content, last_uid=self.last_uid, count=len(self.messages)
+                key,
+                n,
+                info=info,
+                content=content,
+                last_uid=self.last_uid,
+                count=len(self.messages),
+                saved=self.saved,
             ):
                 found.append((n, info))
         return found
@@ -158,10 +188,35 @@ class SelectedMailbox:
         self, info: MessageInfo, attributes: tuple[FetchAttribute, ...], content: bytes | None
     ) -> list[tuple[str, Value]]:
         """Each attribute's response name and value; `content` when any needs the octets."""
-        items: list[tuple[str, Value]] = []
-        for attr in attributes:
-            items.append((attr.response_name, _fetch_value(attr, info, content or b"")))
-        return items
+        data = content or b""
+        return [(attr.response_name, _fetch_value(attr, info, data)) for attr in attributes]
+
+    def load(
+        self, chosen: list[tuple[int, MessageInfo]], *, content: bool, seen: bool
+    ) -> list[tuple[int, MessageInfo, bytes | None, bool]]:
+        """(number, info, octets, newly seen) for a batch of FETCH targets, in one go on a
+        worker thread: the octets when `content`, \\Seen set first when `seen` (the info
+        is then the updated one). Messages expunged meanwhile by another session are left
+        out, as RFC 9051 §7.4.1 allows."""
+        loaded = []
+        for number, listed in chosen:
+            try:
+                data = self._read(listed.key) if content else None
+            except (KeyError, OSError):
+                continue
+            info, marked = listed, False
+            if seen and "\\Seen" not in info.flags:
+                with contextlib.suppress(KeyError, ValueError):
+                    info = self.mailbox.set_flags(info.key, info.flags | {"\\Seen"})
+                    marked = True
+            loaded.append((number, info, data, marked))
+        return loaded
+
+    def _read(self, key: str) -> bytes:
+        """The message's octets: straight from the page cache when it is there (no file
+        object, half the cost of `read` for a small message), else `read`."""
+        data = self.mailbox.read_cached(key, _CACHED_MAX)
+        return self.mailbox.read(key) if data is None else data
 
     @staticmethod
     def needs_content(attributes: tuple[FetchAttribute, ...]) -> bool:
@@ -223,9 +278,12 @@ def _matches(
     content: Callable[[], bytes],
     last_uid: int,
     count: int,
+    saved: frozenset[int],
 ) -> bool:
     def again(inner: search.SearchKey) -> bool:
-        return _matches(inner, number, info=info, content=content, last_uid=last_uid, count=count)
+        return _matches(
+            inner, number, info=info, content=content, last_uid=last_uid, count=count, saved=saved
+        )
 
     match key:
         case search.All():
@@ -256,8 +314,8 @@ def _matches(
         case search.SizeKey(size, larger):
             return info.size > size if larger else info.size < size
         case search.SequenceKey(sequence, uid):
-            if sequence.saved:
-                return False  # SEARCHRES ($) is not kept by this server
+            if sequence.saved:  # RFC 5182 §2.1
+                return info.uid in saved
             if uid:
                 return sequence.contains(info.uid, last_uid)
             return sequence.contains(number, count)

@@ -210,7 +210,7 @@ def test_literal_content_is_never_read_as_commands() -> None:
     session = logged_in()
     message = b"x LOGOUT\r\ny DELETE INBOX\r\n"
     (event,) = session.feed(b"a APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n")
-    assert event == events.Append("a", "INBOX", (), None, message)
+    assert event == events.Append("a", "INBOX", (events.AppendMessage((), None, message),))
 
 
 def test_oversized_synchronising_append_is_refused_before_the_continuation() -> None:
@@ -265,7 +265,7 @@ def test_literal_minus_limits_non_synchronising_literals_to_4096() -> None:
     session = logged_in(literal_plus=False)
     message = b"m" * 4096
     (event,) = session.feed(b"a APPEND INBOX {4096+}\r\n" + message + b"\r\n")
-    assert isinstance(event, events.Append) and event.message == message
+    assert isinstance(event, events.Append) and event.messages[0].message == message
     session.output()
     session.feed(b"b APPEND INBOX {4097+}\r\n" + message + b"m\r\nc NOOP\r\n")
     assert session.events[-2:] == [
@@ -334,7 +334,8 @@ def test_nul_in_a_literal_is_bad_but_literal8_carries_it() -> None:
     (bad,) = session.feed(b"a APPEND INBOX {3+}\r\na\x00b\r\n")
     assert isinstance(bad, events.CommandError) and isinstance(bad.response, Bad)
     (good,) = session.feed(b"b APPEND INBOX ~{3+}\r\na\x00b\r\n")
-    assert good == events.Append("b", "INBOX", (), None, b"a\x00b", binary=True)
+    message = events.AppendMessage((), None, b"a\x00b", binary=True)
+    assert good == events.Append("b", "INBOX", (message,))
 
 
 # -- STARTTLS ---------------------------------------------------------------------------------

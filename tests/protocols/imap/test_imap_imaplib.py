@@ -38,7 +38,7 @@ class Mailbox:
                 ]
             case events.Select():
                 return [No("no such mailbox", codes.NONEXISTENT)]
-            case events.Append(message=message, flags=flags):
+            case events.Append(messages=(events.AppendMessage(flags, _, message),)):
                 uid = self.next_uid
                 self.messages.append((uid, set(flags), message))
                 self.next_uid += 1

@@ -8,7 +8,7 @@ import pytest
 
 from postoffice.protocols.imap import codes, events
 from postoffice.protocols.imap.commands import parse_command, parse_done
-from postoffice.protocols.imap.events import CommandError, StoreMode
+from postoffice.protocols.imap.events import AppendMessage, CommandError, StoreMode
 from postoffice.protocols.imap.fetch import MACROS, FetchAttribute, Section
 from postoffice.protocols.imap.lexer import ParseLimits
 from postoffice.protocols.imap.responses import UNKNOWN_COMMAND, Bad, No
@@ -228,24 +228,38 @@ def test_bad_list(line: bytes) -> None:
     assert isinstance(refused(line), Bad)
 
 
+def append(tag: str, mailbox: str, *messages: AppendMessage) -> events.Append:
+    return events.Append(tag, mailbox, messages)
+
+
 def test_append() -> None:
     event = parse(b'a APPEND Sent (\\Seen $Label) "07-Feb-1994 21:52:25 -0800" {5}\r\nhello')
-    assert event == events.Append(
+    pst = datetime.timezone(-datetime.timedelta(hours=8))
+    date = datetime.datetime(1994, 2, 7, 21, 52, 25, tzinfo=pst)
+    assert event == append("a", "Sent", AppendMessage(("\\Seen", "$Label"), date, b"hello"))
+    assert parse(b"a APPEND Sent {0}\r\n") == append("a", "Sent", AppendMessage((), None, b""))
+    assert parse(b'a APPEND Sent () " 7-Feb-1994 01:02:03 +0000" {1+}\r\nx') == append(
         "a",
         "Sent",
-        ("\\Seen", "$Label"),
-        datetime.datetime(
-            1994, 2, 7, 21, 52, 25, tzinfo=datetime.timezone(-datetime.timedelta(hours=8))
-        ),
-        b"hello",
-    )
-    assert parse(b"a APPEND Sent {0}\r\n") == events.Append("a", "Sent", (), None, b"")
-    assert parse(b'a APPEND Sent () " 7-Feb-1994 01:02:03 +0000" {1+}\r\nx') == events.Append(
-        "a", "Sent", (), datetime.datetime(1994, 2, 7, 1, 2, 3, tzinfo=datetime.UTC), b"x"
+        AppendMessage((), datetime.datetime(1994, 2, 7, 1, 2, 3, tzinfo=datetime.UTC), b"x"),
     )
     # RFC 3516 §4.4: literal8 may hold NUL
-    assert parse(b"a APPEND Sent ~{3}\r\na\x00b") == events.Append(
-        "a", "Sent", (), None, b"a\x00b", binary=True
+    assert parse(b"a APPEND Sent ~{3}\r\na\x00b") == append(
+        "a", "Sent", AppendMessage((), None, b"a\x00b", binary=True)
+    )
+
+
+def test_multiappend() -> None:
+    """RFC 3502 §6: several messages, each with its own flags and date-time."""
+    event = parse(
+        b'a APPEND Sent (\\Seen) {1}\r\nx " 7-Feb-1994 01:02:03 +0000" {1+}\r\ny ~{2}\r\nz\x00'
+    )
+    assert event == append(
+        "a",
+        "Sent",
+        AppendMessage(("\\Seen",), None, b"x"),
+        AppendMessage((), datetime.datetime(1994, 2, 7, 1, 2, 3, tzinfo=datetime.UTC), b"y"),
+        AppendMessage((), None, b"z\x00", binary=True),
     )
 
 
@@ -257,8 +271,10 @@ def test_append() -> None:
         b'a APPEND Sent "01-Jan-2024 25:00:00 +0000" {1}\r\nx',
         b'a APPEND Sent "01-Foo-2024 10:00:00 +0000" {1}\r\nx',
         b'a APPEND Sent "01-Jan-2024 10:00:00 +9999" {1}\r\nx',
-        b"a APPEND Sent {1}\r\nx {1}\r\ny",  # MULTIAPPEND is not offered
         b"a APPEND Sent (\\Seen {1}\r\nx",
+        b"a APPEND Sent",  # no message
+        b"a APPEND Sent {1}\r\nx ",  # a space and no second message
+        b"a APPEND Sent {1}\r\nx(\\Seen) {1}\r\ny",  # no space between messages
     ],
 )
 def test_bad_append(line: bytes) -> None:

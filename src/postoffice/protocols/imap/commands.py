@@ -11,7 +11,8 @@ client sends, so there is nothing to smuggle, and hand-typed sessions send LF.
 
 Standards: RFC 9051 §6, §9 (command grammar); RFC 3501 §6.3.9, §6.4.1 (LSUB, CHECK);
 RFC 2177 §3; RFC 2971 §3.1; RFC 4315 §2.1; RFC 4959 §3; RFC 5161 §3.1; RFC 5258 §3;
-RFC 5819 §2; RFC 6154 §3, §5; RFC 6851 §3; RFC 7162 §3.1.2-§3.1.3, §3.2.5; RFC 7889 §3
+RFC 5819 §2; RFC 6154 §3, §5; RFC 6851 §3; RFC 7162 §3.1.2-§3.1.3, §3.2.5; RFC 7889 §3;
+RFC 3502 §6 (MULTIAPPEND)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from postoffice.protocols.imap.events import (
     Append,
+    AppendMessage,
     Authenticate,
     AuthenticateData,
     Capability,
@@ -331,7 +333,17 @@ def _status(cursor: Cursor, tag: str) -> Command:
 def _append(cursor: Cursor, tag: str) -> Command:
     cursor.sp()
     mailbox = cursor.mailbox()
-    cursor.sp()
+    messages = []
+    while cursor.accept(b" "):  # RFC 3502 §6: 1*append-message (MULTIAPPEND)
+        messages.append(_append_message(cursor))
+        cursor.count()
+    if not messages:
+        raise ParseError("APPEND needs a message")
+    cursor.end()
+    return Append(tag, mailbox, tuple(messages))
+
+
+def _append_message(cursor: Cursor) -> AppendMessage:
     flags: tuple[str, ...] = ()
     if cursor.peek() == b"(":
         flags = cursor.flag_list()
@@ -341,9 +353,7 @@ def _append(cursor: Cursor, tag: str) -> Command:
         date = cursor.date_time()
         cursor.sp()
     binary = cursor.peek() == b"~"  # RFC 3516 §4.4: literal8
-    message = cursor.literal(binary=True)
-    cursor.end()
-    return Append(tag, mailbox, flags, date, message, binary)
+    return AppendMessage(flags, date, cursor.literal(binary=True), binary)
 
 
 def _search(uid: bool) -> Parser:

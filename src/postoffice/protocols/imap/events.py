@@ -14,7 +14,7 @@ spelled "INBOX"; flags are in their canonical case; everything else is as the cl
 Standards: RFC 9051 §6 (commands); RFC 3501 §6 (LSUB, CHECK); RFC 2177 (IDLE); RFC 2971
 (ID); RFC 4315 §2.1 (UID EXPUNGE); RFC 4959 (SASL-IR); RFC 5161 (ENABLE); RFC 5258,
 RFC 5819, RFC 6154 (LIST options, CREATE USE); RFC 6851 (MOVE); RFC 7162 §3.1.2, §3.2.5
-(CONDSTORE, QRESYNC select parameters); RFC 3516 (BINARY APPEND)
+(CONDSTORE, QRESYNC select parameters); RFC 3516 (BINARY APPEND); RFC 3502 (MULTIAPPEND)
 """
 
 from __future__ import annotations
@@ -221,16 +221,24 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
-class Append:
-    """APPEND mailbox [(flags)] [date-time] message (RFC 9051 §6.3.12); `binary` when the
-    message came as literal8 (RFC 3516 §4.4)."""
+class AppendMessage:
+    """One message of an APPEND: [(flags)] [date-time] literal (RFC 9051 §6.3.12); `binary`
+    when it came as literal8 (RFC 3516 §4.4)."""
 
-    tag: str
-    mailbox: str
     flags: tuple[str, ...]
     date: datetime.datetime | None
     message: bytes
     binary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """APPEND mailbox message...: one message, or several with MULTIAPPEND (RFC 3502 §6),
+    to be stored all or none."""
+
+    tag: str
+    mailbox: str
+    messages: tuple[AppendMessage, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ RFC 7162 §3.2.6 (VANISHED)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -83,14 +83,17 @@ class FetchAttribute:
     section: Section | None = None
     partial: tuple[int, int] | None = None
     peek: bool = False
+    # The item name in the FETCH response (RFC 9051 §7.5.2): made once, since a FETCH of a
+    # large mailbox names every item of every message.
+    response_name: str = field(init=False, repr=False, compare=False, default="")
 
-    @property
-    def response_name(self) -> str:
-        """The item name in the FETCH response (RFC 9051 §7.5.2)."""
-        if self.section is None:
-            return self.name
-        name = f"{self.name}[{self.section.to_wire()}]"
-        return name if self.partial is None else f"{name}<{self.partial[0]}>"
+    def __post_init__(self) -> None:
+        name = self.name
+        if self.section is not None:
+            name = f"{name}[{self.section.to_wire()}]"
+            if self.partial is not None:
+                name = f"{name}<{self.partial[0]}>"
+        object.__setattr__(self, "response_name", name)
 
     @property
     def sets_seen(self) -> bool:

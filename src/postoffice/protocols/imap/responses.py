@@ -296,11 +296,11 @@ class FetchResult:
     items: tuple[tuple[str, Value], ...]
 
     def to_bytes(self, utf8: bool) -> bytes:
+        write = serializer.write
         pairs = b" ".join(
-            name.encode("ascii") + b" " + serializer.write(value, utf8)
-            for name, value in self.items
+            [b"%s %s" % (name.encode("ascii"), write(v, utf8)) for name, v in self.items]
         )
-        return _line(str(positive(self.number)).encode("ascii"), b"FETCH (" + pairs + b")")
+        return b"* %d FETCH (%s)\r\n" % (positive(self.number), pairs)
 
 
 @dataclass(frozen=True, slots=True)

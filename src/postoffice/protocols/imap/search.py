@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from postoffice.protocols.imap.codes import badcharset
@@ -166,6 +166,25 @@ def parse_search(cursor: Cursor) -> SearchProgram:
     while cursor.accept(b" "):
         keys.append(_key(cursor, codec))
     return SearchProgram(_conjunction(keys), charset, returns)
+
+
+def result_options(returns: frozenset[str]) -> frozenset[str] | None:
+    """The ESEARCH options to answer RETURN (`returns`) with, or None for no ESEARCH.
+
+    RFC 4731 §3.1: an empty RETURN () means ALL; RFC 5182 §2.4 (RFC 9051 §6.4.4): SAVE
+    alone suppresses the ESEARCH response.
+    """
+    if returns == {"SAVE"}:
+        return None
+    return (returns - {"SAVE"}) or frozenset({"ALL"})
+
+
+def saved_result(returns: frozenset[str], found: Sequence[int]) -> list[int]:
+    """What SEARCH RETURN (SAVE ...) keeps of `found` (RFC 5182 §2.4): only the minimum
+    and/or maximum when MIN and/or MAX come without ALL or COUNT, else all of it."""
+    if not found or returns & {"ALL", "COUNT"} or not returns & {"MIN", "MAX"}:
+        return list(found)
+    return sorted({pick(found) for name, pick in (("MIN", min), ("MAX", max)) if name in returns})
 
 
 def _conjunction(keys: list[SearchKey]) -> SearchKey:

@@ -30,11 +30,10 @@ class UnknownEncoding(ValueError):
 
 def section(message: bytes, spec: Section, partial: tuple[int, int] | None = None) -> bytes | None:
     """The octets BODY[spec]<partial> returns, or None when the section does not exist."""
-    root = mime.parse(message)
-    if not spec.part:
-        data = message if spec.text is None else _text(root, spec)
+    if not spec.part:  # BODY[] needs no parse: the most common fetch of all
+        data = message if spec.text is None else _text(mime.parse(message), spec)
     else:
-        found = _locate(root, spec.part)
+        found = _locate(mime.parse(message), spec.part)
         if found is None:
             return None
         node, whole = found

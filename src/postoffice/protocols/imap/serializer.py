@@ -50,24 +50,27 @@ Value = None | int | str | bytes | Atom | Literal8 | tuple["Value", ...]
 
 
 def write(value: Value, utf8: bool) -> bytes:
-    """One value in wire form; `utf8` is the session's UTF-8 mode."""
-    match value:
-        case None:
-            return b"NIL"
-        case bool():
+    """One value in wire form; `utf8` is the session's UTF-8 mode.
+
+    Plain `isinstance` tests, numbers and lists first: a large FETCH writes tens of
+    thousands of values, and these are the cheapest tests in the order FETCH needs them.
+    """
+    if isinstance(value, int):
+        if isinstance(value, bool):
             raise TypeError("a bool is not an IMAP value")
-        case int():
-            if value < 0:
-                raise ValueError("IMAP numbers are unsigned")
-            return str(value).encode("ascii")
-        case str() | bytes():
-            return string(value, utf8)
-        case Atom(text):
-            return text.encode("ascii")
-        case Literal8(data):
-            return b"~{%d}\r\n" % len(data) + data
-        case tuple():
-            return b"(" + b" ".join(write(item, utf8) for item in value) + b")"
+        if value < 0:
+            raise ValueError("IMAP numbers are unsigned")
+        return b"%d" % value
+    if isinstance(value, tuple):
+        return b"(" + b" ".join([write(item, utf8) for item in value]) + b")"
+    if isinstance(value, Atom):
+        return value.text.encode("ascii")
+    if value is None:
+        return b"NIL"
+    if isinstance(value, str | bytes):
+        return string(value, utf8)
+    if isinstance(value, Literal8):
+        return b"~{%d}\r\n" % len(value.data) + value.data
     raise TypeError(f"not an IMAP value: {type(value).__name__}")
 
 
