@@ -1,14 +1,21 @@
-"""A private Dovecot POP3 server on one loopback address, the peer of the POP3 benchmark.
+"""A private Dovecot POP3 and IMAP server on one loopback address, the peer of the POP3 and
+IMAP benchmarks.
 
 `DovecotInstance` writes its own dovecot.conf under a root directory and keeps its runtime
 directory, state, log, password file and Maildirs there, so the system's Dovecot (if any) and
-its configuration are never touched. Only POP3 is served, in plaintext (`ssl = no`,
+its configuration are never touched. POP3 and IMAP are served, in plaintext (`ssl = no`,
 `disable_plaintext_auth = no`): the benchmark compares mail handling, not TLS. Users come from
-a passwd-file with plain passwords; their mail is `maildir:<root>/mail/<user>`, owned by the
-unprivileged `nobody` user that Dovecot's mail processes run as. Everything else is Dovecot's
-default (fsync policy, index files, one login process per connection).
+a passwd-file holding each password as postoffice stores it, an argon2id hash made by
+argon2-cffi with its defaults (m = 64 MiB, t = 3, p = 4; Dovecot's ARGON2ID scheme verifies it
+as it is), so that a login costs both servers the same verification; their mail is
+`maildir:<root>/mail/<user>`, owned by the unprivileged `nobody` user that Dovecot's mail
+processes run as. Everything else is Dovecot's default (fsync policy, index files, one login
+process per connection, IDLE woken by inotify with `mailbox_idle_check_interval` = 30 s as
+the fallback). `deliver` runs dovecot-lda, the
+delivery agent Dovecot ships, the way an MTA's mailbox_command would.
 
-    with DovecotInstance(root, address="127.0.0.23", port=2110, users={"bob": "pw"}) as pop:
+    with DovecotInstance(root, address="127.0.0.23", port=2110, imap_port=2143,
+                         users={"bob": "pw"}) as pop:
         shutil.copytree(maildrop, pop.maildir("bob"), dirs_exist_ok=True); pop.own_mail()
 
 Dovecot starts as root, so, as with Postfix, `root` must be reachable by others (a
@@ -29,10 +36,13 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from argon2 import PasswordHasher
+
 from bench.procs import alive, with_descendants
 from postoffice.testing.server import wait_for_greeting
 
 MAIL_USER = "nobody"
+LDA = "/usr/lib/dovecot/dovecot-lda"  # in dovecot-core
 
 
 def dovecot_binary() -> str | None:
@@ -52,12 +62,16 @@ def dovecot_version() -> str:
 
 
 class DovecotInstance:
-    """One private Dovecot serving POP3 on `address:port`, everything under `root`."""
+    """One private Dovecot serving POP3 on `address:port` and IMAP on `address:imap_port`,
+    everything under `root`."""
 
-    def __init__(self, root: Path, *, address: str, port: int, users: dict[str, str]) -> None:
+    def __init__(
+        self, root: Path, *, address: str, port: int, imap_port: int, users: dict[str, str]
+    ) -> None:
         self.root = root.resolve()
         self.address = address
         self.port = port
+        self.imap_port = imap_port
         self.users = dict(users)
         self.config_path = self.root / "dovecot.conf"
         self.log_path = self.root / "dovecot.log"
@@ -73,15 +87,18 @@ class DovecotInstance:
         self.mail_dir.mkdir(exist_ok=True)
         os.chown(self.mail_dir, self._uid, self._gid)
         passwd = self.root / "passwd"
-        passwd.write_text("".join(f"{user}:{{PLAIN}}{pw}\n" for user, pw in self.users.items()))
+        hasher = PasswordHasher()  # postoffice's directory hashes with the same defaults
+        passwd.write_text(
+            "".join(f"{user}:{{ARGON2ID}}{hasher.hash(pw)}\n" for user, pw in self.users.items())
+        )
         passwd.chmod(0o600)
         # Read by the auth process, which runs as default_internal_user.
         internal = pwd.getpwnam("dovecot")
         os.chown(passwd, internal.pw_uid, internal.pw_gid)
         self.config_path.write_text(
             f"""\
-# Written by bench/dovecot.py: a private POP3 server for the benchmark.
-protocols = pop3
+# Written by bench/dovecot.py: a private POP3 and IMAP server for the benchmark.
+protocols = pop3 imap
 listen = {self.address}
 base_dir = {self.root}/run
 state_dir = {self.root}/state
@@ -95,7 +112,7 @@ default_internal_user = dovecot
 default_login_user = dovenull
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {passwd}
+  args = {passwd}
 }}
 userdb {{
   driver = static
@@ -107,6 +124,15 @@ service pop3-login {{
     port = {self.port}
   }}
   inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {self.address}
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
     port = 0
   }}
 }}
@@ -124,8 +150,20 @@ service pop3-login {{
             for name in files:
                 os.chown(os.path.join(directory, name), self._uid, self._gid)
 
+    def deliver(self, user: str, message: bytes, timeout: float = 30.0) -> None:
+        """Deliver `message` to `user`'s INBOX with dovecot-lda (as the mail user, fsynced)."""
+        result = subprocess.run(
+            [LDA, "-c", str(self.config_path), "-d", user],
+            input=message,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"dovecot-lda exited {result.returncode}: {result.stderr!r}")
+
     def start(self, timeout: float = 20.0) -> None:
-        """Write the config, start the master and wait until POP3 greets."""
+        """Write the config, start the master and wait until POP3 and IMAP greet."""
         binary = dovecot_binary()
         if binary is None:
             raise FileNotFoundError("dovecot is not installed (Debian package dovecot-pop3d)")
@@ -145,7 +183,9 @@ service pop3-login {{
             said = errors_path.read_text("utf-8", errors="replace")
             raise RuntimeError(f"dovecot failed to start: {said}{self.log()}")
         self._master_pid = int((self.root / "run" / "master.pid").read_text().split()[0])
-        if wait_for_greeting(self.address, self.port, b"+OK", timeout):
+        if wait_for_greeting(self.address, self.port, b"+OK", timeout) and wait_for_greeting(
+            self.address, self.imap_port, b"* OK", timeout
+        ):
             return
         self.stop()
         raise RuntimeError(f"dovecot did not answer on {self.address}:{self.port}\n{self.log()}")

@@ -15,27 +15,32 @@ system's) starts on a quiet machine and an empty Maildir.
 | f   | POP3 download, 5,000 and 10,000 | poplib: USER/PASS, STAT, UIDL, RETR each, QUIT |
 | g   | memory, 1,000 idle SMTP sessions | after greeting and EHLO: RSS, or PSS sum (Postfix) |
 | h   | end of DATA → 250, p50 and p99 | our asyncio client, 20 sessions, the load of (a) |
+| i   | IMAP, the 10,000-message mailbox | imaplib: SELECT, UID FETCH, bodies, IDLE (imap.py) |
 
 Standards: none of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from bench.imap import Deliver, ImapTarget, Reading, idle_latency, read_mailbox, smtp_delivery
 from bench.load import (
     LoadRun,
     clear_maildir,
     idle_sessions,
     maildir_count,
+    message,
     smtp_load,
     smtp_source,
 )
 from bench.pop3 import Fetch, fetch_all
 from bench.procs import footprint_kib
-from bench.systems import PASSWORD, SENDER, SmtpTarget, Systems
+from bench.systems import IMAP_USER, PASSWORD, SENDER, SmtpTarget, Systems
 
 LATENCY_SESSIONS = 20
 
@@ -95,6 +100,23 @@ def catalogue(maildrops: tuple[int, int], idle: int) -> dict[str, Figure]:
         Figure(
             "h99", "(h) latency p99, end of DATA → 250", "ms", "postfix", "≤ Postfix",
             higher_is_better=False,
+        ),
+        Figure(
+            "i-select", f"(i) IMAP LOGIN + SELECT of the {large}-message INBOX", "ms", "dovecot",
+            "≥ 1.0x", higher_is_better=False,
+        ),
+        Figure(
+            "i-select-only", f"(i) IMAP SELECT alone, {large} messages", "ms", "dovecot", "",
+            higher_is_better=False,
+        ),
+        Figure(
+            "i-flags", "(i) IMAP UID FETCH 1:* (UID FLAGS RFC822.SIZE)", "ms", "dovecot",
+            "≥ 1.0x", higher_is_better=False,
+        ),
+        Figure("i-bodies", "(i) IMAP every body, UID FETCH BODY.PEEK[]", rate, "dovecot", "≥ 1.0x"),
+        Figure(
+            "i-idle", "(i) IMAP IDLE, start of delivery → EXISTS (median)", "ms", "dovecot",
+            "≥ 1.0x", higher_is_better=False,
         ),
     ]  # fmt: skip
     return {figure.key: figure for figure in figures}
@@ -196,6 +218,39 @@ def pop3(systems: Systems, system: str, user: str, timeout: float) -> Fetch:
         return fetch_all(server.host, server.pop3_port, f"{user}@po.test", PASSWORD, timeout)
     dovecot = systems.dovecot
     return fetch_all(dovecot.address, dovecot.port, user, PASSWORD, timeout)
+
+
+def _imap_target(systems: Systems, system: str) -> ImapTarget:
+    if system == "postoffice":
+        server = systems.postoffice
+        return ImapTarget(server.host, server.imap_port, f"{IMAP_USER}@po.test", PASSWORD)
+    dovecot = systems.dovecot
+    return ImapTarget(dovecot.address, dovecot.imap_port, IMAP_USER, PASSWORD)
+
+
+def imap_read(systems: Systems, system: str, timeout: float) -> Reading:
+    """One imaplib session reading the IMAP user's whole mailbox (bench/imap.py)."""
+    return read_mailbox(_imap_target(systems, system), timeout)
+
+
+@contextlib.contextmanager
+def _delivery(systems: Systems, system: str) -> Iterator[Deliver]:
+    """Each system's own way into the IMAP user's INBOX: SMTP, or dovecot-lda."""
+    if system == "postoffice":
+        server = systems.postoffice
+        with smtp_delivery(server.host, server.smtp_port, SENDER, f"{IMAP_USER}@po.test") as send:
+            yield send
+    else:
+        yield lambda message: systems.dovecot.deliver(IMAP_USER, message)
+
+
+def imap_idle(systems: Systems, system: str, deliveries: int, timeout: float) -> list[float]:
+    """Seconds from the start of each delivery to the EXISTS in IDLE."""
+    data = message(SENDER, f"{IMAP_USER}@bench.test")
+    with _delivery(systems, system) as deliver:
+        return idle_latency(
+            _imap_target(systems, system), deliver, data, deliveries=deliveries, timeout=timeout
+        )
 
 
 def drain(target: SmtpTarget, *, expected: int | None = None, timeout: float) -> None:

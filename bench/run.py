@@ -11,8 +11,8 @@ The run prints one Markdown table, writes `bench/results/<date>.json` (every sam
     BENCH_KEEP=1 python -m bench.run     # keep the temporary directory (logs, Maildirs)
 
 Every load is bounded in count and time (`Plan.timeout` per run) and only ever addresses
-loopback. Needs root (Postfix and Dovecot start as root) and the Debian packages postfix and
-dovecot-pop3d; `make bench` installs what is missing.
+loopback. Needs root (Postfix and Dovecot start as root) and the Debian packages postfix,
+dovecot-pop3d and dovecot-imapd; `make bench` installs what is missing.
 
 Standards: none of its own.
 """
@@ -20,11 +20,13 @@ Standards: none of its own.
 from __future__ import annotations
 
 import datetime
+import imaplib
 import os
 import platform
 import poplib
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,11 +39,11 @@ from typing import Any, TypeVar
 
 from bench import figures as measure
 from bench import report
-from bench.dovecot import dovecot_binary, dovecot_version
+from bench.dovecot import LDA, dovecot_binary, dovecot_version
 from bench.figures import Figure, catalogue
 from bench.load import LoadError
 from bench.pop3 import install_maildrop, make_maildrop
-from bench.systems import POP3_USERS, REPO, Systems, running
+from bench.systems import IMAP_USER, POP3_USERS, REPO, Systems, running
 from postoffice.testing.postfix import postfix_tool
 
 RESULTS = REPO / "bench" / "results"
@@ -58,7 +60,8 @@ class Plan:
     other_messages: int  # (b) and (c)
     relay_messages: int  # (e)
     latency_messages: int  # (h)
-    maildrops: tuple[int, int]  # (f)
+    maildrops: tuple[int, int]  # (f); the larger one is (i)'s IMAP mailbox too
+    imap_deliveries: int  # (i) IDLE: deliveries per round and system
     idle_sessions: int  # (g)
     scaling_levels: tuple[int, ...]
     scaling_messages: int
@@ -72,6 +75,7 @@ FULL = Plan(
     relay_messages=2000,
     latency_messages=3000,
     maildrops=(5000, 10000),
+    imap_deliveries=10,
     idle_sessions=1000,
     scaling_levels=(1, 10, 100, 1000),
     scaling_messages=2000,
@@ -84,6 +88,7 @@ QUICK = Plan(
     relay_messages=100,
     latency_messages=200,
     maildrops=(300, 600),
+    imap_deliveries=5,
     idle_sessions=100,
     scaling_levels=(1, 10, 100),
     scaling_messages=200,
@@ -91,7 +96,14 @@ QUICK = Plan(
 )
 
 # What a failed measurement may raise; anything else is a bug and stops the run.
-_FAILURES = (LoadError, OSError, RuntimeError, poplib.error_proto, subprocess.SubprocessError)
+_FAILURES = (
+    LoadError,
+    OSError,
+    RuntimeError,
+    poplib.error_proto,
+    imaplib.IMAP4.error,
+    subprocess.SubprocessError,
+)
 
 
 class Bench:
@@ -102,6 +114,7 @@ class Bench:
         self.systems = systems
         self.figures = catalogue(plan.maildrops, plan.idle_sessions)
         self.scaling: list[dict[str, Any]] = []
+        self.idle_samples: dict[str, list[float]] = {}  # (i): every IDLE latency, seconds
         self.errors: list[str] = []
 
     def attempt(self, label: str, run: Callable[[], _T]) -> _T | None:
@@ -138,6 +151,8 @@ class Bench:
         for user, key in zip(POP3_USERS, ("f-small", "f-large"), strict=True):
             for name in order("postoffice", "dovecot"):
                 self._pop3(key, name, user)
+        for name in order("postoffice", "dovecot"):
+            self._imap(name)
         for name in order("postoffice", "postfix"):
             self._idle(name)
 
@@ -217,6 +232,26 @@ class Bench:
             if key == "f-large":
                 self.add("f-login", name, fetch.login * 1000)
 
+    def _imap(self, name: str) -> None:
+        """(i): one session reading the whole mailbox, then the IDLE deliveries."""
+        reading = self.attempt(
+            f"(i) {name}", lambda: measure.imap_read(self.systems, name, timeout=60.0)
+        )
+        if reading is not None:
+            self.add("i-select", name, (reading.login + reading.select) * 1000)
+            self.add("i-select-only", name, reading.select * 1000)
+            self.add("i-flags", name, reading.flags * 1000)
+            self.add("i-bodies", name, reading.messages / reading.bodies)
+        latencies = self.attempt(
+            f"(i) IDLE {name}",
+            lambda: measure.imap_idle(
+                self.systems, name, deliveries=self.plan.imap_deliveries, timeout=30.0
+            ),
+        )
+        if latencies is not None:
+            self.add("i-idle", name, statistics.median(latencies) * 1000)
+            self.idle_samples.setdefault(name, []).extend(latencies)
+
     def _idle(self, name: str) -> None:
         mib = self.attempt(
             f"(g) {name}",
@@ -263,6 +298,16 @@ def _prepare_pop3(systems: Systems, plan: Plan, root: Path) -> None:
     systems.dovecot.own_mail()
 
 
+def _prepare_imap(systems: Systems, root: Path) -> None:
+    """The IMAP user gets the large maildrop too; each server indexes it once (warm figures)."""
+    source = root / "maildrops" / POP3_USERS[1]
+    install_maildrop(source, systems.postoffice.maildir(f"{IMAP_USER}@po.test"))
+    install_maildrop(source, systems.dovecot.maildir(IMAP_USER))
+    systems.dovecot.own_mail()
+    for name in ("postoffice", "dovecot"):
+        measure.imap_read(systems, name, timeout=120.0)
+
+
 def _version(command: list[str]) -> str:
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
@@ -296,6 +341,8 @@ def _missing_tools() -> list[str]:
         missing.append("postfix")
     if dovecot_binary() is None:
         missing.append("dovecot-pop3d")
+    if not Path(LDA).exists() or not Path("/usr/lib/dovecot/imap").exists():
+        missing.append("dovecot-imapd")
     return missing
 
 
@@ -330,6 +377,7 @@ def main() -> int:
         with running(root) as systems:
             bench = Bench(plan, systems)
             _prepare_pop3(systems, plan, root)
+            _prepare_imap(systems, root)
             for number in range(plan.rounds):
                 print(f"round {number + 1} of {plan.rounds}", flush=True)
                 bench.round(number)
@@ -373,6 +421,7 @@ def _publish(
             "load_average": {"before": load_before, "after": load_after},
             "figures": [report.figure_record(figure) for figure in figures],
             "scaling": bench.scaling,
+            "imap_idle_latencies_s": bench.idle_samples,
             "errors": bench.errors,
         },
     )

@@ -7,7 +7,7 @@
 | postoffice           | `python -m postoffice serve`          | 127.0.0.20   |
 | postfix              | Postfix, virtual(8) Maildir delivery  | 127.0.0.21   |
 | aiosmtpd             | `bench.aiosmtpd_sink`                 | 127.0.0.22   |
-| dovecot              | Dovecot POP3                          | 127.0.0.23   |
+| dovecot              | Dovecot POP3 and IMAP                 | 127.0.0.23   |
 | postoffice relay A→B | `LoopbackWorld` (DNS MX, STARTTLS)    | 127.0.0.2/.3 |
 | postfix relay A→B    | two Postfix, transport map, STARTTLS  | 127.0.0.24/.25 |
 
@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password"
 SENDER = "sender@client.bench.test"
 POP3_USERS = ("popsmall", "poplarge")
+IMAP_USER = "imapbench"  # the IMAP figures' mailbox: a copy of poplarge's
 
 # Enough processes and connections for 1,000 sessions at once, plus the usual daemons.
 _SESSIONS_MAX = 1200
@@ -253,7 +254,7 @@ class Systems:
         po = ServerProcess(self.root / "postoffice", host="127.0.0.20", hostname="mx.po.test")
         po.configure("limits", **_POSTOFFICE_LIMITS)
         po.cli("domain", "add", "po.test")
-        for user in ("bench", *POP3_USERS):
+        for user in ("bench", *POP3_USERS, IMAP_USER):
             _add_user(po, f"{user}@po.test")
         po.start()
         self._stack.callback(po.stop)
@@ -298,7 +299,8 @@ class Systems:
             self.root / "dovecot",
             address="127.0.0.23",
             port=free_port("127.0.0.23"),
-            users=dict.fromkeys(POP3_USERS, PASSWORD),
+            imap_port=free_port("127.0.0.23"),
+            users=dict.fromkeys((*POP3_USERS, IMAP_USER), PASSWORD),
         )
         dovecot.start()
         self._stack.callback(dovecot.stop)
