@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from postoffice import config as configuration
+from postoffice import diskio
 from postoffice.clock import Clock, SystemClock
 from postoffice.config import Config, ConfigError
 from postoffice.control import ControlServer
@@ -37,7 +38,7 @@ from postoffice.queue.backoff import Backoff
 from postoffice.queue.bounce import Bouncer
 from postoffice.queue.cleanup import Cleanup
 from postoffice.queue.scheduler import Scheduler
-from postoffice.queue.spool import Spool
+from postoffice.queue.spool import Spool, UnknownQid
 from postoffice.servers.imap import BUSY_LINE as IMAP_BUSY
 from postoffice.servers.imap import ImapContext, ImapSession, UserSessions
 from postoffice.servers.listener import ConnectionCounter, Listener, SessionFactory
@@ -47,6 +48,17 @@ from postoffice.servers.pop3 import Pop3Context, Pop3Session
 from postoffice.servers.smtp import BUSY, SmtpContext, SmtpSession
 from postoffice.storage.maildir import MaildirStore
 from postoffice.tls import ServerTls, TlsError
+from postoffice.workers import (
+    SMTP_ROLES,
+    Prebound,
+    QueuedPipe,
+    ReceiverSide,
+    listen_for_queued,
+    reap,
+    release,
+    signal_receivers,
+    wait_for_go,
+)
 
 
 def server_tls(config: Config) -> ServerTls:
@@ -63,6 +75,13 @@ def server_tls(config: Config) -> ServerTls:
         )
     except TlsError as exc:
         raise StartupError(str(exc)) from None
+
+
+def prepare_data_dir(config: Config) -> None:
+    """First-start work done once, before receivers fork: they would race to do it."""
+    check_writable(config.data_dir)
+    open_directory(config).close()
+    server_tls(config)
 
 
 def remote_agent(
@@ -95,10 +114,25 @@ def remote_agent(
 
 
 class Server:
-    """The running mail server: one asyncio process."""
+    """The running mail server: one asyncio process (or one of several, see workers.py).
 
-    def __init__(self, config: Config, log: EventLog, clock: Clock | None = None):
+    With `prebound` its SMTP listeners accept on sockets bound before the receivers
+    were forked. With `receiver` it is one of those receivers: SMTP only, no delivery,
+    no control socket; each stored message is handed to the main process.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        log: EventLog,
+        clock: Clock | None = None,
+        *,
+        prebound: Prebound | None = None,
+        receiver: ReceiverSide | None = None,
+    ):
         self.config = config
+        self.prebound = prebound
+        self.receiver = receiver
         self.log = log
         self.clock = clock or SystemClock()
         paths = self.paths = Paths(config.data_dir)
@@ -175,6 +209,8 @@ class Server:
         self._contexts: dict[str, SmtpContext] = {}
         self._imap_sessions = UserSessions()  # per-user IMAP session counts survive SIGHUP
         self._scheduler_task: asyncio.Task[None] | None = None
+        self._handoffs: set[asyncio.Task[None]] = set()  # scheduling what receivers stored
+        self._queued_pipe: QueuedPipe | None = None
         self._build_contexts(config)
 
     def _build_contexts(self, config: Config) -> None:
@@ -214,6 +250,8 @@ class Server:
 
     async def start(self) -> list[tuple[str, str]]:
         """Recover the queue, start delivery and bind every listener."""
+        if self.receiver is not None:
+            return await self._start_receiver(self.receiver)
         await self.scheduler.recover()  # before anything can store: recovery prunes orphans
         self._scheduler_task = asyncio.create_task(self.scheduler.run())
         try:
@@ -224,9 +262,43 @@ class Server:
                 f"{self.paths.control_socket}: cannot open the control socket ({exc}); "
                 "is another server running on this data dir?"
             ) from None
-        bound: list[tuple[str, str]] = []
+        if self.prebound is not None:
+            await listen_for_queued(
+                self.prebound,
+                self._queued_elsewhere,
+                lambda pid: self.log.event("receiver_exited", pid=pid),
+            )
+            release(self.prebound)
+        return await self._listen(self._roles())
+
+    async def _start_receiver(self, side: ReceiverSide) -> list[tuple[str, str]]:
+        """A receiver: wait until the spool is recovered, then accept SMTP only."""
+        if not await wait_for_go(side):
+            raise StartupError("the main server process went away before it started")
+        pipe = QueuedPipe()
+        await pipe.open(side.queued)
+        self._queued_pipe = pipe
+        self.cleanup.on_queued = pipe
+        return await self._listen([r for r in self._roles() if r[0] in SMTP_ROLES])
+
+    def _queued_elsewhere(self, qid: str) -> None:
+        """A receiver stored `qid`: schedule it as if it had been stored here."""
+
+        async def schedule() -> None:
+            try:
+                entry = await diskio.run(self.spool.load, qid)
+            except (UnknownQid, ValueError, OSError) as exc:
+                self.log.warning("queued_elsewhere_unreadable", qid=qid, error=repr(exc))
+                return
+            self.scheduler.notify(entry)
+
+        task = asyncio.create_task(schedule())
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+    def _roles(self) -> list[tuple[str, str, tuple[str, ...], bool]]:
         conf = self.config
-        roles = (
+        return [
             ("smtp", "smtp", conf.smtp.listen, False),
             ("submission", "submission", conf.submission.listen, False),
             ("submissions", "submission", conf.submission.listen_tls, True),  # RFC 8314 §3.3
@@ -234,7 +306,13 @@ class Server:
             ("pop3s", "pop3", conf.pop3.listen_tls, True),
             ("imap", "imap", conf.imap.listen, False),
             ("imaps", "imap", conf.imap.listen_tls, True),
-        )
+        ]
+
+    async def _listen(
+        self, roles: list[tuple[str, str, tuple[str, ...], bool]]
+    ) -> list[tuple[str, str]]:
+        bound: list[tuple[str, str]] = []
+        conf = self.config
         pop3_busy = f"-ERR [{POP3_BUSY.code}] {POP3_BUSY.text}\r\n".encode()
         smtp_busy = f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode()
         for name, role, addresses, implicit in roles:
@@ -249,6 +327,7 @@ class Server:
                 client_limits=self.client_limits,
                 tls=self.tls.context if implicit else None,
                 handshake_timeout=conf.limits.command_timeout,
+                sockets=self.prebound.sockets.get(name) if self.prebound else None,
             )
             try:
                 addrs = await listener.start()
@@ -300,26 +379,57 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._scheduler_task, timeout=grace)
         await self.remote.close()
+        if self._queued_pipe is not None:
+            self._queued_pipe.close()
         self.journal.close()
 
 
-async def serve(config: Config, log: EventLog, banner: bool = True) -> int:
-    """Run until SIGTERM or SIGINT; return the exit status."""
-    server = Server(config, log)
+async def serve(
+    config: Config,
+    log: EventLog,
+    banner: bool = True,
+    *,
+    prebound: Prebound | None = None,
+    receiver: ReceiverSide | None = None,
+) -> int:
+    """Run until SIGTERM or SIGINT; return the exit status.
+
+    The main process of a server with receivers passes them its signals and waits
+    for them when it stops.
+    """
+    server = Server(config, log, prebound=prebound, receiver=receiver)
+    receivers = prebound if receiver is None else None
     # Handlers before the first port opens: a SIGTERM that arrives as soon as a client can
     # connect must still mean a graceful stop, never the default kill.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload)
-    bound = await server.start()
+
+    def reload() -> None:
+        server.reload()
+        if receivers is not None:
+            signal_receivers(receivers, signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        bound = await server.start()
+    except StartupError:
+        if receivers is not None:
+            signal_receivers(receivers, signal.SIGTERM)
+            await reap(receivers, config.limits.shutdown_grace + 5)
+        raise
     if banner:
         _print_banner(config, bound)
-    log.event("started", data_dir=str(config.data_dir), pid=os.getpid())
+    role = {} if prebound is None else {"role": "receiver" if receiver else "main"}
+    log.event("started", data_dir=str(config.data_dir), pid=os.getpid(), **role)
     await stop.wait()
     log.event("stopping", grace=config.limits.shutdown_grace)
+    if receivers is not None:
+        signal_receivers(receivers, signal.SIGTERM)  # they finish their transactions too
     await server.stop()
+    if receivers is not None:
+        await reap(receivers, config.limits.shutdown_grace + 5)
     log.event("stopped")
     return 0
 

@@ -143,6 +143,7 @@ class LogSection:
 class Config:
     hostname: str = "localhost"
     data_dir: Path = Path(DEFAULT_DATA_DIR)
+    workers: int = 1  # processes accepting SMTP (see workers.py); one delivers
     smtp: SmtpSection = field(default_factory=SmtpSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)
     pop3: Pop3Section = field(default_factory=Pop3Section)

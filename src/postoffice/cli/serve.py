@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from postoffice.cli.common import CliError, config_options, load_config
 from postoffice.datadir import StartupError
 from postoffice.logs import EventLog
+
+if TYPE_CHECKING:
+    from postoffice.workers import Prebound, ReceiverSide
 
 
 @click.command()
@@ -20,10 +24,27 @@ def serve(config_path: Path | None, data_dir: Path | None, log_format: str | Non
     """Start the mail server (creates the data dir with a default config on first run)."""
     config = load_config(config_path, data_dir, create=True)
     log = EventLog(log_format or config.log.format, config.log.level)
+    from postoffice.app import prepare_data_dir
     from postoffice.app import serve as run_server  # the whole server: only when serving
+    from postoffice.workers import prebind_and_fork
+
+    def receiver(prebound: Prebound, side: ReceiverSide) -> int:
+        try:
+            return asyncio.run(run_server(config, log, False, prebound=prebound, receiver=side))
+        except StartupError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 1
 
     try:
-        status = asyncio.run(run_server(config, log))
+        if config.workers > 1:
+            prepare_data_dir(config)
+        prebound = prebind_and_fork(config, receiver)
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot listen for SMTP: {exc.strerror or exc}") from None
+    try:
+        status = asyncio.run(run_server(config, log, prebound=prebound))
     except StartupError as exc:
         raise CliError(str(exc)) from None
     sys.exit(status)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Protocol
@@ -59,6 +60,7 @@ class Listener:
         client_limits: ClientLimits,
         tls: Callable[[], ssl.SSLContext] | None = None,
         handshake_timeout: float = 60.0,  # also bounds the wait for a peer at close
+        sockets: list[socket.socket] | None = None,  # bound already (workers.py): use these
     ):
         self.name = name
         self.addresses = addresses
@@ -70,11 +72,18 @@ class Listener:
         self.client_limits = client_limits
         self.tls = tls  # implicit TLS (RFC 8314): the handshake comes before any protocol
         self.handshake_timeout = handshake_timeout
+        self.prebound = sockets
         self.sessions: dict[Session, asyncio.Task[None]] = {}
         self.servers: list[asyncio.Server] = []
 
     async def start(self) -> list[str]:
         """Bind every address; return them as "addr:port" for the start-up banner."""
+        if self.prebound is not None:
+            for sock in self.prebound:
+                self.servers.append(
+                    await asyncio.start_server(self._accept, sock=sock, limit=1 << 16)
+                )
+            return list(self.addresses)
         bound = []
         for text in self.addresses:
             host, port = parse_hostport(text)

@@ -1,0 +1,221 @@
+"""Several processes receiving SMTP on the same sockets, one delivering (`workers = N`).
+
+One Python process uses one core for its Python work; reception is where that work
+is (parsing, policy, headers, the store). With `workers > 1` the server binds its
+SMTP listening sockets (port 25 role, submission, submissions) *before* anything else,
+then forks `workers - 1` receiver processes that accept on those same sockets; the
+kernel hands each new connection to whichever process accepts first, so a busy process
+takes fewer. The first process stays the only one that delivers, owns the control
+socket, POP3 and IMAP: the queue has one scheduler and the mailboxes one notifier.
+
+A receiver stores a message durably in the shared spool exactly as the main process
+does, answers 250, and then writes the queue id to its own pipe to the main process,
+which schedules it (one pipe per receiver, so lines of two receivers never mix). A
+receiver waits for the main process's go before it accepts, because the main process
+first recovers the spool, which removes what a cut-off store left behind. Receivers
+fork before any event loop, thread or database exists, and ask the kernel to send them
+SIGTERM when the main process dies, so they never outlive it. Per-client limits
+(connections per IP, rates, login lockouts) are counted per process: with N workers a
+client may get up to N times as much before it is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from postoffice.config import Config, parse_hostport
+
+SMTP_ROLES = ("smtp", "submission", "submissions")
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+@dataclass
+class Receiver:
+    """The main process's view of one receiver process."""
+
+    pid: int
+    queued: int  # read end of its pipe of queue ids
+
+
+@dataclass
+class ReceiverSide:
+    """What a receiver process keeps: its end of the pipe and the go signal."""
+
+    queued: int  # write end of its pipe of queue ids
+    go: int  # read end: one byte when the main process has recovered the spool
+
+
+@dataclass
+class Prebound:
+    """The SMTP sockets bound before forking, and the receivers sharing them."""
+
+    sockets: dict[str, list[socket.socket]]
+    receivers: list[Receiver] = field(default_factory=list)
+    go: int = -1  # write end of the go pipe (main process only)
+
+
+def smtp_addresses(config: Config) -> dict[str, tuple[str, ...]]:
+    """The configured addresses of each SMTP listener, by listener name."""
+    return {
+        "smtp": config.smtp.listen,
+        "submission": config.submission.listen,
+        "submissions": config.submission.listen_tls,
+    }
+
+
+def bind(addresses: tuple[str, ...]) -> list[socket.socket]:
+    """Listening sockets for every address, as asyncio would bind them (all families)."""
+    sockets: list[socket.socket] = []
+    try:
+        for text in addresses:
+            host, port = parse_hostport(text)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(1024)
+                sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def prebind_and_fork(
+    config: Config, run_receiver: Callable[[Prebound, ReceiverSide], int]
+) -> Prebound | None:
+    """Bind the SMTP sockets and fork the receivers; None in a single-process server.
+
+    In a receiver this never returns: it runs `run_receiver` and exits with its status.
+    """
+    if config.workers <= 1:
+        return None
+    prebound = Prebound({name: bind(addrs) for name, addrs in smtp_addresses(config).items()})
+    go_read, prebound.go = os.pipe()
+    gc.freeze()  # keep the collector off the imported objects: their pages stay shared
+    for _ in range(config.workers - 1):
+        queued_read, queued_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(queued_read)
+            os.close(prebound.go)
+            for receiver in prebound.receivers:
+                os.close(receiver.queued)
+            _die_with_parent()
+            status = 1
+            try:
+                status = run_receiver(prebound, ReceiverSide(queued_write, go_read))
+            finally:
+                os._exit(status)
+        os.close(queued_write)
+        prebound.receivers.append(Receiver(pid, queued_read))
+    os.close(go_read)
+    return prebound
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the main one exits, however it ends."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def release(prebound: Prebound) -> None:
+    """Main process: the spool is recovered, receivers may accept now."""
+    with contextlib.suppress(OSError):
+        os.write(prebound.go, b"g" * len(prebound.receivers))
+        os.close(prebound.go)
+
+
+async def wait_for_go(side: ReceiverSide) -> bool:
+    """Receiver: wait for the main process's go; False if it went away first."""
+    loop = asyncio.get_running_loop()
+    got = await loop.run_in_executor(None, os.read, side.go, 1)
+    os.close(side.go)
+    return got == b"g"
+
+
+class QueuedPipe:
+    """Receiver: tells the main process about each stored message, never blocking."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.WriteTransport | None = None
+
+    async def open(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(fd, "wb", buffering=0)
+        )
+
+    def __call__(self, entry: object) -> None:
+        qid = getattr(entry, "qid", "")
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(qid.encode() + b"\n")
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class _QueuedReader(asyncio.Protocol):
+    def __init__(self, on_qid: Callable[[str], None], on_exit: Callable[[], None]) -> None:
+        self._on_qid = on_qid
+        self._on_exit = on_exit
+        self._partial = b""
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            self._on_qid(line.decode("ascii", "replace"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_exit()
+
+
+async def listen_for_queued(
+    prebound: Prebound, on_qid: Callable[[str], None], on_exit: Callable[[int], None]
+) -> None:
+    """Main process: call `on_qid` for every queue id a receiver stored, `on_exit` at its end.
+
+    The others go on accepting on the shared sockets when one receiver ends.
+    """
+    loop = asyncio.get_running_loop()
+    for receiver in prebound.receivers:
+        await loop.connect_read_pipe(
+            lambda pid=receiver.pid: _QueuedReader(on_qid, lambda: on_exit(pid)),
+            os.fdopen(receiver.queued, "rb", buffering=0),
+        )
+
+
+def signal_receivers(prebound: Prebound, signum: int) -> None:
+    for receiver in prebound.receivers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(receiver.pid, signum)
+
+
+async def reap(prebound: Prebound, timeout: float) -> None:
+    """Main process at shutdown: wait for the receivers, killing those that linger."""
+
+    def wait_all() -> None:
+        for receiver in prebound.receivers:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(receiver.pid, 0)
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(wait_all), timeout)
+    except TimeoutError:
+        signal_receivers(prebound, signal.SIGKILL)
+        await asyncio.to_thread(wait_all)

@@ -1,0 +1,142 @@
+"""`workers = N`: several processes accept SMTP on the same ports, one delivers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from postoffice.testing.server import ServerProcess
+
+USER = "wanda@localhost"
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@contextmanager
+def workers_server(tmp_path: Path, workers: int = 2) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path / "data", extra_config=f"workers = {workers}\n")
+    server.cli("user", "add", USER, "--password-stdin", stdin="pw-wanda-123\n")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()
+
+
+def send(server: ServerProcess, subject: str) -> str:
+    with smtplib.SMTP(server.host, server.smtp_port, timeout=20) as client:
+        client.ehlo("client.example")
+        client.mail("someone@example.org")
+        client.rcpt(USER)
+        code, reply = client.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+        assert code == 250, reply
+        return reply.decode()
+
+
+def test_receivers_share_the_ports_and_every_message_is_delivered_once(
+    tmp_path: Path,
+) -> None:
+    with workers_server(tmp_path, workers=3) as server:
+        assert server.process is not None
+        receivers = children(server.process.pid)
+        assert len(receivers) == 2
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: send(server, f"w{i}"), range(40)))
+        files = server.wait_for_mail(USER, 40)
+        subjects = sorted(
+            line for f in files for line in f.read_text().splitlines() if line.startswith("Subject")
+        )
+        assert subjects == sorted(f"Subject: w{i}" for i in range(40))
+        wait_until(lambda: not any((server.data_dir / "queue" / "messages").iterdir()))
+        assert server.stop() == 0
+        wait_until(lambda: not any(alive(pid) for pid in receivers))
+
+
+def test_a_message_a_receiver_accepts_is_delivered_by_the_main_process(
+    tmp_path: Path,
+) -> None:
+    with workers_server(tmp_path) as server:
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)  # only the receiver can answer now
+        try:
+            reply = send(server, "via the receiver")
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        [delivered] = server.wait_for_mail(USER)
+        assert "Subject: via the receiver" in delivered.read_text()
+        assert reply.split()[-1] in delivered.name  # the queue id the receiver gave
+
+
+def test_sighup_reaches_the_receivers(tmp_path: Path) -> None:
+    with workers_server(tmp_path) as server:
+        assert server.process is not None
+        text = server.config_path.read_text()
+        server.config_path.write_text(text.replace("[limits]\n", "[limits]\nrecipients = 1\n"))
+        server.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: server.log_path.read_text().count("reloaded") == 2)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            with smtplib.SMTP(server.host, server.smtp_port, timeout=20) as client:
+                client.ehlo("client.example")
+                client.mail("someone@example.org")
+                assert client.rcpt(USER)[0] == 250
+                assert client.rcpt(USER)[0] == 452
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+
+
+def test_receivers_never_outlive_a_killed_main_process_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    with workers_server(tmp_path) as server:
+        assert server.process is not None
+        receivers = children(server.process.pid)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            send(server, "acknowledged before the crash")  # queued, not yet delivered
+        finally:
+            server.kill()
+        wait_until(lambda: not any(alive(pid) for pid in receivers))
+        server.start()  # the ports are free again; recovery delivers what was queued
+        [delivered] = server.wait_for_mail(USER)
+        assert "acknowledged before the crash" in delivered.read_text()
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", extra_config="workers = 2\n")
+    with socket.socket() as taken:
+        taken.bind((server.host, server.smtp_port))
+        taken.listen()
+        with pytest.raises(RuntimeError) as failed:
+            server.start(timeout=20)
+    assert "cannot listen for SMTP" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
