@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -123,3 +124,22 @@ def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:
     assert len(lines) == 1600
     assert all(json.loads(line)["event"] == "attempt" for line in lines)
     assert [r["index"] for r in log.find("Q3")] == list(range(200))
+
+
+def test_on_an_event_loop_a_round_of_records_is_flushed_at_once(tmp_path: Path) -> None:
+    log, _ = journal(tmp_path)
+    day = tmp_path / "journal" / "2026-11-29.jsonl"
+    seen: list[int] = []
+
+    async def server() -> None:
+        log.record("Q1", "queued")
+        log.record("Q2", "queued")
+        seen.append(len(day.read_bytes().splitlines()))  # still buffered in this round
+        await asyncio.sleep(0)
+        seen.append(len(day.read_bytes().splitlines()))  # the loop went round: written
+        log.record("Q1", "delivered")
+        seen.append(len(log.find("Q1")))  # reading flushes first
+
+    asyncio.run(server())
+    assert seen == [0, 2, 2]
+    log.close()

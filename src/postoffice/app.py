@@ -424,6 +424,10 @@ async def serve(
     role = {} if prebound is None else {"role": "receiver" if receiver else "main"}
     log.event("started", data_dir=str(config.data_dir), pid=os.getpid(), **role)
     await stop.wait()
+    # Stopping already, within a bounded grace: a second SIGTERM (a service manager's, a
+    # test's) must not kill the process in the last steps, after the loop has let go.
+    loop.remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log.event("stopping", grace=config.limits.shutdown_grace)
     if receivers is not None:
         signal_receivers(receivers, signal.SIGTERM)  # they finish their transactions too

@@ -2,9 +2,12 @@
 
 Each `record` appends one JSON object per line (`{"ts", "qid", "event", …}`)
 to `journal/YYYY-MM-DD.jsonl`, one file per UTC day. The current day's file
-stays open; a line is written through a buffered handle and flushed at once,
-never fsynced: the journal is for reading, the spool is the truth. A write
-that fails (disk full) is swallowed and counted in `failures`, so tracing can
+stays open; a line is written through a buffered handle, never fsynced: the
+journal is for reading, the spool is the truth. Outside an event loop each line
+is flushed at once; on a loop (the server) lines are flushed once the loop has
+run its current round of callbacks, so the records of many messages share one
+write (a SIGKILL may lose that round's records; `close` and reads flush first).
+A write that fails (disk full) is swallowed and counted in `failures`, so tracing can
 never break mail flow; a line cut short by such a failure or a crash is set
 apart by a newline when the file is next opened, and readers skip lines that
 do not parse. `find` reads every day in order: all records of a queue id, or,
@@ -31,6 +34,7 @@ Standards: none (an operator's record; RFC 5321 §4.4 trace headers stay in the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from postoffice.clock import Clock, SystemClock
+from postoffice.logs import RoundFlush
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +78,12 @@ def _well_formed(record: Any) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _day(number: int) -> str:
+    """The UTC date of day `number` since the epoch: the name of its file."""
+    return time.strftime("%Y-%m-%d", time.gmtime(number * 86_400))
+
+
 def _bare(message_id: str) -> str:
     return message_id.strip().strip("<>").strip()
 
@@ -88,6 +99,8 @@ class Journal:
         self._file: BinaryIO | None = None
         self._day = ""
         self._failing = False
+        self._unflushed = 0  # records written to the handle but not flushed yet
+        self._round = RoundFlush(self.flush)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -99,24 +112,48 @@ class Journal:
         now = self._clock.time()
         entry: Record = {"ts": round(now, 6), "qid": qid, "event": event}
         entry |= {k: v for k, v in fields.items() if v is not None and k not in entry}
-        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        day = _day(int(now // 86_400))
         with self._lock:
             try:
                 line = json.dumps(entry, default=str)
+            except (TypeError, ValueError) as exc:  # a caller's odd value
+                self._fail(exc, 1)
+                return
+            try:
                 handle = self._handle(day)
+                self._unflushed += 1
                 handle.write(line.encode() + b"\n")
-                handle.flush()
-                self._failing = False
-            except (OSError, TypeError, ValueError) as exc:  # disk full, or a caller's odd value
-                self._fail(exc)
+                if not self._round.request():
+                    self._flush()
+            except OSError as exc:  # disk full
+                self._fail(exc, self._unflushed)
+
+    def flush(self) -> None:
+        """Write out the records still in the buffer."""
+        with self._lock:
+            try:
+                self._flush()
+            except OSError as exc:
+                self._fail(exc, self._unflushed)
 
     def close(self) -> None:
         with self._lock:
+            try:
+                self._flush()
+            except OSError as exc:
+                self._fail(exc, self._unflushed)
             self._close()
+
+    def _flush(self) -> None:
+        if self._file is not None and self._unflushed:
+            self._file.flush()
+            self._failing = False
+        self._unflushed = 0
 
     def _handle(self, day: str) -> BinaryIO:
         """The open file of `day`, opening it (and leaving the previous day) as needed."""
         if self._file is None or day != self._day:
+            self._flush()  # the previous day's records, failing here rather than unseen
             self._close()
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{day}.jsonl"
@@ -127,12 +164,14 @@ class Journal:
                 self._file.write(b"\n")  # keep the next record apart from the cut line
         return self._file
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception, lost: int) -> None:
         if not self._failing:  # once per run of failures
             self._failing = True
             logger.warning("journal: cannot write to %s: %r", self.directory, exc)
-        self.failures += 1
-        self._close()  # reopen next time; the buffer may hold part of a line
+        self.failures += lost
+        if isinstance(exc, OSError):
+            self._unflushed = 0
+            self._close()  # reopen next time; the buffer may hold part of a line
 
     def _close(self) -> None:
         file, self._file = self._file, None
@@ -176,6 +215,7 @@ class Journal:
 
     def _read(self) -> Iterator[Record]:
         """All well-formed records, day by day; damaged lines are skipped."""
+        self.flush()
         if not self.directory.is_dir():
             return
         for path in sorted(self.directory.glob("????-??-??.jsonl")):

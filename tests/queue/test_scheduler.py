@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from postoffice.delivery.base import DeliveryAgent, Outcome, RecipientResult
 from postoffice.queue.backoff import Backoff
 from postoffice.queue.entry import QueueEntry, QueueState, RecipientState, RecipientStatus
 from postoffice.queue.scheduler import Scheduler
-from postoffice.queue.spool import Spool
+from postoffice.queue.spool import Spool, UnknownQid
 from postoffice.testing.clock import FakeClock
 
 REPLIES = {
@@ -510,3 +511,76 @@ async def test_removal_is_synced_unless_repeating_the_attempt_is_harmless(
         await eventually(lambda: removals != [])
     assert removals == [synced]
     assert world.spool.list() == []
+
+
+@asyncio_test
+async def test_the_first_attempt_uses_the_notified_entry_and_retries_read_the_spool(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, RecordingAgent({"a@x": [Outcome.DEFERRED]}))
+    loads: list[str] = []
+    real_load = world.spool.load
+
+    def load(qid: str) -> QueueEntry:
+        loads.append(qid)
+        return real_load(qid)
+
+    world.spool.load = load  # type: ignore[method-assign]
+    async with world.running():
+        entry = world.store("a@x")
+        world.scheduler.notify(entry)
+        await eventually(lambda: len(world.events) == 1)
+        assert loads == []  # it was just written: nothing to read back
+        world.clock.advance(300)
+        await eventually(lambda: len(world.events) == 2)
+    assert loads == [entry.qid]  # a retry reads what the spool holds now
+    assert world.kinds() == [("deferred", "a@x"), ("delivered", "a@x")]
+
+
+@asyncio_test
+async def test_a_delivered_entry_awaiting_its_unsynced_removal_cannot_be_held(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, RepeatDetectingAgent())
+    gate = threading.Event()
+    removed: list[tuple[str, bool]] = []
+    real_remove = world.spool.remove
+
+    def remove(qid: str, *, sync: bool = True) -> None:
+        gate.wait(5)
+        removed.append((qid, sync))
+        real_remove(qid, sync=sync)
+
+    world.spool.remove = remove  # type: ignore[method-assign]
+    async with world.running():
+        entries = [world.store(f"{n}@x") for n in range(3)]
+        for entry in entries:
+            world.scheduler.notify(entry)
+        await eventually(lambda: len(world.events) == 3)  # reported before removal
+        with pytest.raises(UnknownQid):  # it is gone for the queue; no HOLD file resurrects it
+            await world.scheduler.hold(entries[0].qid)
+        gate.set()
+        await eventually(lambda: len(removed) == 3)
+    assert sorted(removed) == sorted((entry.qid, False) for entry in entries)
+    assert world.spool.list() == []
+
+
+@asyncio_test
+async def test_a_flush_while_an_attempt_reports_is_not_lost(tmp_path: Path) -> None:
+    agent = RecordingAgent({"a@x": [Outcome.DEFERRED]})
+    world = World(tmp_path, agent)
+    report = world.scheduler._on_event
+    flushed: list[int] = []
+
+    def on_event(kind: str, entry: QueueEntry, detail: dict[str, object]) -> None:
+        assert report is not None
+        report(kind, entry, detail)
+        if not flushed:  # the entry is rescheduled, its attempt not yet over
+            flushed.append(world.scheduler.flush())
+
+    world.scheduler._on_event = on_event
+    async with world.running():
+        world.scheduler.notify(world.store("a@x"))
+        await eventually(lambda: len(world.events) == 2)
+    assert flushed == [1]
+    assert world.kinds() == [("deferred", "a@x"), ("delivered", "a@x")]

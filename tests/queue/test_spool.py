@@ -76,6 +76,17 @@ def test_store_under_a_queue_id_taken_in_advance(tmp_path: Path) -> None:
         spool.store("", [], MESSAGE, client={}, message_id="", arrival=0, qid="../x")
 
 
+def test_a_queue_id_taken_twice_never_replaces_the_first_message(tmp_path: Path) -> None:
+    spool, other = Spool(tmp_path), Spool(tmp_path)  # e.g. two receiving processes
+    qid = spool.new_qid()
+    first = spool.store("", [("a@x", "a@x")], MESSAGE, client={}, message_id="", arrival=0, qid=qid)
+    with pytest.raises(FileExistsError):
+        other.store("", [("b@x", "b@x")], b"x\r\n", client={}, message_id="", arrival=0, qid=qid)
+    assert spool.read_message(qid) == MESSAGE
+    assert spool.load(qid) == first
+    assert files(tmp_path) == [f"messages/{qid}"]
+
+
 def test_store_then_recover_in_a_new_process_view(tmp_path: Path) -> None:
     stored = [store(Spool(tmp_path), message_id=f"<{i}@x>") for i in range(3)]
     recovered = Spool(tmp_path).recover()

@@ -62,6 +62,7 @@ class RecipientPolicy:
         self._monotonic = monotonic
         # address -> (expiry, None: not a local domain, else whether the address resolves)
         self._cache: dict[str, tuple[float, bool | None]] = {}
+        self._relay: dict[str, bool] = {}  # client address -> in relay_networks
         self.relay_networks: list[Network] = [
             ipaddress.ip_network(n, strict=False) for n in relay_networks
         ]
@@ -70,8 +71,14 @@ class RecipientPolicy:
     def may_relay(self, client_ip: str, authenticated: bool = False) -> bool:
         if authenticated:
             return True
-        ip = parse_ip(client_ip)
-        return ip is not None and any(ip in net for net in self.relay_networks)
+        relay = self._relay.get(client_ip)
+        if relay is None:  # asked for each message: parsing costs more than remembering
+            ip = parse_ip(client_ip)
+            relay = ip is not None and any(ip in net for net in self.relay_networks)
+            if len(self._relay) >= CACHE_SIZE:
+                self._relay.clear()
+            self._relay[client_ip] = relay
+        return relay
 
     def normalize(self, rcpt: Address) -> Address:
         """`<Postmaster>` without a domain means our postmaster (RFC 5321 §4.1.1.3)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -167,10 +168,9 @@ class Cleanup:
         for rcpt in recipients:
             original = str(rcpt)
             finals: tuple[str, ...] = (original,)
-            if self.directory.is_local_domain(rcpt.domain):
-                resolution = self.directory.resolve(original)
-                if resolution is not None:
-                    finals = resolution.local + resolution.remote
+            resolution = self.directory.resolve(original)  # None for other domains too
+            if resolution is not None:
+                finals = resolution.local + resolution.remote
             for final in finals:
                 if final.lower() not in seen:
                     seen.add(final.lower())
@@ -186,7 +186,7 @@ class Cleanup:
             message_id = f"<{qid}.{int(now)}@{self.hostname}>"
             added += f"Message-ID: {message_id}\r\n".encode()
         if not _DATE.search(headers):
-            added += f"Date: {email.utils.formatdate(now, localtime=True)}\r\n".encode()
+            added += f"Date: {_date(now)}\r\n".encode()
         return added, message_id
 
     def received_header(
@@ -205,12 +205,22 @@ class Cleanup:
             lines[-1] += f"\r\n\t(using {_clean(origin.tls)})"
         if origin.auth and origin.auth_in_header:
             lines[-1] += f"\r\n\t(authenticated as {_clean(origin.auth)})"
-        date = email.utils.formatdate(now, localtime=True)
+        date = _date(now)
         if len(recipients) == 1:
             lines.append(f"\tfor <{recipients[0]}>; {date}")
         else:
             lines[-1] += f"; {date}"
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _second(second: int) -> str:
+    return email.utils.formatdate(second, localtime=True)
+
+
+def _date(now: float) -> str:
+    """RFC 5322 §3.3 date-time of `now`, made once per second (every message needs one)."""
+    return _second(int(now))
 
 
 def _clean(text: str) -> str:

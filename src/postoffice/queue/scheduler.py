@@ -1,9 +1,13 @@
 """The queue manager: decides when each queued message is tried, and by which agents.
 
-Postfix's qmgr in one asyncio task. The scheduler keeps only a timetable in
-memory (queue id -> due time, in a heap); the spool stays the source of truth:
-each attempt reloads the entry from disk, so an entry removed or held meanwhile
-is skipped. Entries come from `recover` at start-up (call it before the
+Postfix's qmgr in one asyncio task. The scheduler keeps a timetable in memory
+(queue id -> due time, in a heap); the spool stays the source of truth: each
+attempt reloads the entry from disk, so an entry removed or held meanwhile is
+skipped. The one exception is the first attempt of an entry handed over by
+`notify` (just stored, recovered or released) and due now: it uses that entry
+as it was when written, sparing a read of what was just written (up to
+`_FRESH_MAX` are kept; `hold`, the only way to change one before that attempt,
+drops it). Entries come from `recover` at start-up (call it before the
 servers accept mail) and from `notify` after each store; `flush` makes
 deferred entries due now. The loop sleeps on the injected clock until the
 earliest due time or until a notify/flush/finished attempt wakes it; at most
@@ -27,7 +31,11 @@ with a true `detects_repeats` attribute (local delivery, which recognises its
 earlier copy when the entry comes back `recovered`). A machine crash that
 undoes such an unsynced removal then costs a second, idempotent attempt, never
 a duplicate; remote deliveries and failures (bounces) keep the synced removal.
-Blocking spool work runs on the shared disk pool (`postoffice.diskio`).
+Since nothing waits for them, unsynced removals are batched: the attempt hands
+its queue id over and reports at once, and one disk job removes every id handed
+over meanwhile (a crash before that job is the same harmless repeat); until
+then `hold` treats the id as gone. Blocking spool work runs on the shared disk
+pool (`postoffice.diskio`).
 
 Standards: RFC 5321 §4.5.4.1 (retry strategy), §6.1 (responsibility until
 delivered or bounced); RFC 3463 §3.4/§3.5 (4.3.0, 4.4.7); RFC 3464 §2.3.3
@@ -53,6 +61,8 @@ logger = logging.getLogger(__name__)
 Router = Callable[[str], DeliveryAgent]
 EventHook = Callable[[str, QueueEntry, dict[str, object]], None]
 RecipientsHook = Callable[[QueueEntry, list[RecipientState]], Awaitable[None]]
+
+_FRESH_MAX = 10_000  # entries kept from `notify` for their first attempt (memory bound)
 
 _OUTCOME_STATUS = {
     Outcome.DELIVERED: RecipientStatus.DELIVERED,
@@ -105,6 +115,9 @@ class Scheduler:
         self._heap: list[tuple[float, str]] = []
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._recovered: set[str] = set()
+        self._fresh: dict[str, QueueEntry] = {}  # as notified, for their first attempt
+        self._removing: list[str] = []  # finished entries awaiting an unsynced removal
+        self._remover: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -123,8 +136,12 @@ class Scheduler:
             return
         if entry.recovered:
             self._recovered.add(entry.qid)
-        due = entry.next_attempt if entry.state is QueueState.DEFERRED else self._clock.time()
-        self._schedule(entry.qid, due)
+        if entry.state is QueueState.DEFERRED:
+            self._schedule(entry.qid, entry.next_attempt)
+            return
+        if len(self._fresh) < _FRESH_MAX and entry.qid not in self._inflight:
+            self._fresh[entry.qid] = entry
+        self._schedule(entry.qid, self._clock.time())
 
     def flush(self, qid: str | None = None) -> int:
         """Make deferred entries (all, or just `qid`) due now; returns how many."""
@@ -140,6 +157,9 @@ class Scheduler:
         if running is not None:
             await asyncio.wait({running})
         self._due.pop(qid, None)
+        self._fresh.pop(qid, None)
+        if qid in self._removing:
+            raise UnknownQid(qid)  # delivered; its removal is on the way
         entry = await diskio.run(self._spool.load, qid)
         if entry.state is not QueueState.HOLD:
             entry.state = QueueState.HOLD
@@ -179,6 +199,8 @@ class Scheduler:
             raise
         finally:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            if self._remover is not None:
+                await asyncio.gather(self._remover, return_exceptions=True)
 
     def _next_due(self) -> tuple[float, str] | None:
         """The earliest timetable item, dropping stale heap items on the way."""
@@ -193,13 +215,13 @@ class Scheduler:
         now = self._clock.time()
         while len(self._inflight) < self._concurrency:
             head = self._next_due()
-            if head is None or head[0] > now:
+            if head is None or head[0] > now or head[1] in self._inflight:
+                # An attempt still running has rescheduled its entry (and may be due
+                # already, when time moved or a flush came): its end wakes us for it.
                 return
             heapq.heappop(self._heap)
             qid = head[1]
             del self._due[qid]
-            if qid in self._inflight:
-                continue  # the running attempt reschedules it
             task = asyncio.create_task(self._attempt(qid))
             self._inflight[qid] = task
             task.add_done_callback(lambda _, qid=qid: self._attempt_done(qid))
@@ -211,14 +233,18 @@ class Scheduler:
     def _next_wakeup(self) -> float | None:
         """When to wake without a hint; None when nothing is due or no slot is free."""
         head = self._next_due()
-        if head is None or len(self._inflight) >= self._concurrency:
+        if head is None or len(self._inflight) >= self._concurrency or head[1] in self._inflight:
             return None
         return head[0]
 
     async def _idle(self, until: float | None) -> None:
-        waiters = [asyncio.create_task(self._wake.wait())]
-        if until is not None:
-            waiters.append(asyncio.create_task(self._sleep_until(until)))
+        if until is None:  # only a hint can wake us: no timer tasks to make and cancel
+            await self._wake.wait()
+            return
+        waiters = [
+            asyncio.create_task(self._wake.wait()),
+            asyncio.create_task(self._sleep_until(until)),
+        ]
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -243,7 +269,7 @@ class Scheduler:
             self._schedule(qid, retry)
 
     async def _deliver_entry(self, qid: str) -> None:
-        entry = await diskio.run(self._spool.load, qid)
+        entry = self._fresh.pop(qid, None) or await diskio.run(self._spool.load, qid)
         if entry.state is QueueState.HOLD:
             return
         entry.recovered = qid in self._recovered
@@ -268,12 +294,34 @@ class Scheduler:
             await diskio.run(self._spool.save, entry)
             events += [("deferred", r) for r in entry.pending]
             self._schedule(qid, entry.next_attempt)
+        elif any(kind != "delivered" or r.address not in harmless for kind, r in events):
+            await diskio.run(self._spool.remove, qid, sync=True)
         else:
-            sync = any(kind != "delivered" or r.address not in harmless for kind, r in events)
-            await diskio.run(self._spool.remove, qid, sync=sync)
+            self._remove_later(qid)  # repeating the attempt would be harmless: no fsync
         self._recovered.discard(qid)
         for kind, recipient in events:
             self._emit(kind, entry, recipient)
+
+    def _remove_later(self, qid: str) -> None:
+        """Queue an unsynced removal; one disk job takes all those queued meanwhile."""
+        self._removing.append(qid)
+        if self._remover is None or self._remover.done():
+            self._remover = asyncio.create_task(self._remove_queued())
+
+    async def _remove_queued(self) -> None:
+        while self._removing:
+            batch = self._removing[:]
+            await diskio.run(self._remove_unsynced, batch)
+            del self._removing[: len(batch)]
+
+    def _remove_unsynced(self, qids: list[str]) -> None:
+        for qid in qids:
+            try:
+                self._spool.remove(qid, sync=False)
+            except UnknownQid:
+                pass
+            except Exception:  # it stays queued: the next start delivers it again, harmlessly
+                logger.exception("queue %s: removal failed", qid)
 
     async def _deliver_all(self, entry: QueueEntry) -> tuple[dict[str, RecipientResult], set[str]]:
         """One result per distinct pending address, whatever the router and agents do.
@@ -293,9 +341,9 @@ class Scheduler:
             groups.setdefault(id(agent), (agent, []))[1].append(address)
             if getattr(agent, "detects_repeats", False):
                 harmless.add(address)
-        batches = await asyncio.gather(
-            *(self._deliver(entry, agent, addresses) for agent, addresses in groups.values())
-        )
+        calls = [self._deliver(entry, agent, addresses) for agent, addresses in groups.values()]
+        # One agent (the usual case) needs no gather, which costs a task per call.
+        batches = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         for batch in batches:
             results.update(batch)
         return results, harmless

@@ -32,8 +32,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import re
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -91,7 +91,9 @@ class Spool:
         with self._qid_lock:
             micros = max(time.time_ns() // 1000, self._last_micros + 1)
             self._last_micros = micros
-        value = (micros << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
+        # random's generator, not a system call per id: seeded from os.urandom and reseeded
+        # in a forked receiver (workers.py); ids stay unique, their time part increases.
+        value = (micros << _RANDOM_BITS) | random.getrandbits(_RANDOM_BITS)
         return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(75, -1, -5))
 
     def store(
@@ -124,7 +126,11 @@ class Spool:
             client=dict(client),
         )
         try:
-            self._write_durably(self._messages / entry.qid, _HEAD, entry.to_json(), b"\n", data)
+            self._write_durably(
+                self._messages / entry.qid, _HEAD, entry.to_json(), b"\n", data, new=True
+            )
+        except FileExistsError:
+            raise  # the queue id is another message's: nothing of this one was written
         except OSError as exc:
             self._discard(entry.qid)
             if exc.errno in _FULL_ERRNOS:
@@ -294,17 +300,27 @@ class Spool:
         except FileNotFoundError:
             return None
 
-    def _write_durably(self, target: Path, *parts: bytes) -> None:
-        """Write `parts` to tmp/, fsync, rename to `target`, fsync its directory."""
+    def _write_durably(self, target: Path, *parts: bytes, new: bool = False) -> None:
+        """Write `parts` to tmp/, fsync, rename to `target`, fsync its directory.
+
+        With `new` an existing file is never replaced: a queue id drawn twice (two
+        processes, the same microsecond and random bits) fails this store with
+        FileExistsError and leaves the other message alone.
+        """
         tmp = self._tmp / f"{target.parent.name}.{target.name}"
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
+        fd = os.open(tmp, flags, 0o600)  # before the try: another store's tmp file stays
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 _write_all(fd, parts)
                 self._sync_file(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, target)
+            if new:
+                os.link(tmp, target)  # unlike rename, refuses to replace
+                os.unlink(tmp)
+            else:
+                os.rename(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -73,6 +73,10 @@ AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
 AUTH_MALFORMED = Reply(501, "5.5.2", "Cannot decode the response")
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 NOT_YOURS = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
+# Fixed replies are built (and checked) once, not for every message.
+OK = Reply(250, "2.0.0", "Ok")
+SENDER_OK = Reply(250, "2.1.0", "Ok")
+GO_AHEAD = Reply(354, None, "End data with <CR><LF>.<CR><LF>")
 LOCKED_STRIKES = 3  # AUTH attempts while locked out before the 421
 
 # States in which a client is between transactions: shutdown may say goodbye there.
@@ -370,7 +374,7 @@ class SmtpSession(BaseSession):
             self.ctx.log.event("rate_limited", client=self.client, what="messages")
             return TOO_MANY_MESSAGES
         self.sender = event.sender
-        return Reply(250, "2.1.0", "Ok")
+        return SENDER_OK
 
     async def on_rcpt(self, event: events.RcptTo) -> Reply:
         policy = self.ctx.policy
@@ -389,7 +393,7 @@ class SmtpSession(BaseSession):
         return verdict.reply
 
     async def on_data(self, event: events.Data) -> Reply:
-        return Reply(354, None, "End data with <CR><LF>.<CR><LF>")
+        return GO_AHEAD
 
     async def on_bdat_chunk(self, event: events.BdatChunk) -> Reply:
         return Reply(250, "2.0.0", f"{event.size} octets received")
@@ -475,10 +479,10 @@ class SmtpSession(BaseSession):
 
     async def on_rset(self, event: events.Rset) -> Reply:
         self.reset()
-        return Reply(250, "2.0.0", "Ok")
+        return OK
 
     async def on_noop(self, event: events.Noop) -> Reply:
-        return Reply(250, "2.0.0", "Ok")
+        return OK
 
     async def on_quit(self, event: events.Quit) -> Reply:
         return Reply(221, "2.0.0", "Bye")
