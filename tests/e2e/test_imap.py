@@ -12,6 +12,7 @@ Standards: RFC 9051, RFC 2177, RFC 4315, RFC 6154, RFC 6851, RFC 7889
 from __future__ import annotations
 
 import imaplib
+import os
 import poplib
 import re
 import smtplib
@@ -185,6 +186,30 @@ def test_two_sessions_see_changes_at_next_command(imap: ServerProcess) -> None:
     time.sleep(0.2)
     _status, _data = two.noop()
     assert b"1" in two.untagged_responses.get("EXISTS", [])
+    one.logout()
+    two.logout()
+
+
+def test_a_keyword_set_in_one_session_reaches_another_on_a_settled_mailbox(
+    imap: ServerProcess,
+) -> None:
+    """No file is renamed and the folder's mtimes are old, so the other session (sharing the
+    open index, listed from the cache) learns of it only through the store's change count."""
+    send_mail(imap, "labelled")
+    imap.wait_for_mail(USER, 1)
+    one, two = connect(imap), connect(imap)
+    one.select("INBOX")
+    one.store("1", "+FLAGS", "(\\Seen)")  # into cur/: from now on only keywords change
+    box = imap.maildir(USER)
+    for sub in ("new", "cur"):
+        os.utime(box / sub, (time.time() - 60, time.time() - 60))
+    two.select("INBOX")
+    two.noop()
+    assert "FETCH" not in two.untagged_responses
+    one.store("1", "+FLAGS", "($Label1)")
+    two.noop()
+    (fetched,) = two.untagged_responses["FETCH"]
+    assert b"$Label1" in fetched and b"\\Seen" in fetched
     one.logout()
     two.logout()
 

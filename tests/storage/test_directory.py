@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 
 from postoffice.policy.auth_backend import DirectoryAuthenticator
 from postoffice.protocols.sasl import (
@@ -178,6 +178,24 @@ def test_verify_password(directory: SqliteDirectory) -> None:
     assert not directory.verify_password("nobody@a.test", "alice-secret")
     assert not directory.verify_password("not an address", "alice-secret")
     assert not directory.verify_password("alice+tag@a.test", "alice-secret")
+
+
+@pytest.mark.parametrize(
+    "hasher",
+    [
+        PasswordHasher(time_cost=1, memory_cost=64, parallelism=4),  # libsodium checks it
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, hash_len=64),  # too long
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.I),
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.D),
+    ],
+)
+def test_every_argon2_hash_is_checked(path: Path, hasher: PasswordHasher) -> None:
+    directory = SqliteDirectory(path, hasher=hasher)
+    directory.add_domain("a.test")
+    directory.add_user("alice@a.test", "sécret")
+    assert directory.verify_password("alice@a.test", "sécret")
+    assert not directory.verify_password("alice@a.test", "secret")
+    directory.close()
 
 
 def test_set_password_and_remove_user(directory: SqliteDirectory) -> None:

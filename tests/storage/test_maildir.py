@@ -292,8 +292,10 @@ def test_read_cached_gives_listed_small_messages_and_never_guesses(
     assert inbox.read_cached(key, 4096) == MESSAGE  # just written: in the page cache
     assert inbox.read_cached(big, 4096) is None  # over the limit
     with store.mailbox("alice@a.test") as other:
-        other.set_flags(key, frozenset({"\\Seen"}))  # renamed behind this session's back
-    assert inbox.read_cached(key, 4096) is None
+        other.set_flags(key, frozenset({"\\Seen"}))  # renamed by another session here:
+    assert inbox.read_cached(key, 4096) == MESSAGE  # where it went is shared
+    os.rename(inbox.path / "cur" / f"{key}:2,S", inbox.path / "cur" / f"{key}:2,FS")
+    assert inbox.read_cached(key, 4096) is None  # renamed by a foreign tool
     assert inbox.read(key) == MESSAGE  # found again
     assert inbox.read_cached(key, 4096) == MESSAGE
 
@@ -351,14 +353,56 @@ def test_stamp_moves_with_every_change_other_writers_make(
     key = other.deliver(MESSAGE)
     other.set_flags(key, frozenset({"\\Seen"}))  # into cur/
     _age(inbox)
-    stamp = inbox.stamp()
-    assert stamp is not None and inbox.stamp() == stamp  # nothing changed: it stands
+    stamp, settled = inbox.stamp()
+    assert settled and inbox.stamp() == (stamp, True)  # nothing changed: it stands
     other.set_flags(key, frozenset({"\\Seen", "$Label1"}))  # keyword only: no file renamed
-    keyword = inbox.stamp()
-    assert keyword not in (None, stamp)
+    keyword, settled = inbox.stamp()
+    assert keyword != stamp
     assert inbox.messages()[0].flags == {"\\Seen", "$Label1"}
     put(inbox, "new", "1700000300.M1P1.foreign")  # a foreign tool: no index change at all
-    assert inbox.stamp() is None  # too young to trust
+    young, settled = inbox.stamp()
+    assert young != keyword and not settled  # moved, but too young to trust alone
     _age(inbox)
-    assert inbox.stamp() not in (None, keyword)
+    assert inbox.stamp()[0] not in (young, keyword)
     other.close()
+
+
+def test_another_process_changing_only_the_index_moves_the_stamp(
+    store: MaildirStore, inbox: MaildirMailbox
+) -> None:
+    key = inbox.deliver(MESSAGE)
+    inbox.messages()
+    _age(inbox)
+    stamp, _ = inbox.stamp()
+    elsewhere = MaildirMailbox(inbox.path, "other")  # its own connection, nothing published
+    elsewhere.set_flags(key, frozenset({"$Label1"}))
+    elsewhere.close()
+    assert inbox.stamp()[0] != stamp
+    assert store.mailbox("alice@a.test").messages()[0].flags == {"$Label1"}
+
+
+def test_an_unchanged_folder_is_listed_from_the_shared_cache(
+    store: MaildirStore, inbox: MaildirMailbox
+) -> None:
+    inbox.deliver(MESSAGE)
+    inbox.messages()
+    _age(inbox)
+    first = store.mailbox("alice@a.test").messages()
+    put(inbox, "new", "1700000300.M1P1.foreign")
+    _age(inbox)
+    again = store.mailbox("alice@a.test")
+    assert [m.key for m in again.messages()] == [first[0].key, "1700000300.M1P1.foreign"]
+    again.messages().clear()  # a copy: the next caller still gets both
+    assert len(store.mailbox("alice@a.test").messages()) == 2
+
+
+def test_a_deleted_index_is_rebuilt_although_another_session_had_it_open(
+    store: MaildirStore, inbox: MaildirMailbox
+) -> None:
+    inbox.deliver(MESSAGE)
+    validity = inbox.uidvalidity
+    inbox.close()
+    drop_index(inbox)
+    fresh = store.mailbox("alice@a.test")
+    assert fresh.uidvalidity > validity
+    assert len(fresh.messages()) == 1

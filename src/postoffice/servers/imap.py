@@ -454,6 +454,11 @@ class ImapSession(FolderCommands, BaseSession):
             for number, info in view.targets(event.sequence, uid=event.uid)
             if since is None or info.modseq > since
         ]
+        if not content:  # a listing: ready lines from the core's template, a chunk a write
+            for lines in view.summaries(chosen, attributes, self.conn.utf8):
+                self.writer.write(self.conn.send(responses.FetchLines(lines)))
+                await self.writer.drain()
+            return Ok("FETCH completed")
         # In batches: one worker hop reads (and marks) a batch, one write sends its responses;
         # the next batch is built while the client still reads the previous one (drain after).
         batches = list(_batches(chosen, content))

@@ -20,9 +20,10 @@ import datetime
 import email.header
 import email.utils
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
+from operator import attrgetter
 
-from postoffice.protocols.imap import mime, responses, search, sections, structure
+from postoffice.protocols.imap import mime, responses, search, sections, serializer, structure
 from postoffice.protocols.imap.fetch import FetchAttribute, Section
 from postoffice.protocols.imap.sequence import SequenceSet
 from postoffice.protocols.imap.serializer import Atom, Literal8, Value
@@ -32,6 +33,7 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _CONTENT_FREE = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _CACHED_MAX = 1 << 20  # larger messages are read with `Mailbox.read`
+_SUMMARY_LINES = 1024  # FETCH lines of a listing formatted and written at once
 
 
 @functools.lru_cache(maxsize=256)  # a mailbox has few distinct flag sets
@@ -56,7 +58,8 @@ class SelectedMailbox:
         self.name, self.mailbox, self.readonly = name, mailbox, readonly
         # The store's stamp as of the snapshot (taken before it, so nothing slips between):
         # while it stands, `refresh` has nothing to tell and skips re-listing the mailbox.
-        self._stamp = mailbox.stamp()
+        stamp, self._settled = mailbox.stamp()
+        self._stamp: Hashable = stamp
         self.messages: list[MessageInfo] = mailbox.messages()
         # RFC 5182 §2.1: the last SEARCH ... SAVE result ("$"), as UIDs so that expunged
         # messages drop out of it; a new SELECT starts empty
@@ -107,11 +110,14 @@ class SelectedMailbox:
 
         Without `expunges` (during FETCH, STORE, SEARCH by number: RFC 9051 §7.4.1) vanished
         messages stay in the snapshot and only flag changes and new messages are reported.
-        Nothing is re-listed while the store's stamp stands (the session's own changes are in
-        the snapshot already): a command on a large mailbox does not pay for a listing.
+        Nothing is re-listed while the store's stamp stands: a command on a large mailbox
+        does not pay for a listing. A stamp taken just after a change (not trusted alone: a
+        foreign change in the same mtime tick would not move it) is trusted until it
+        settles; then the mailbox is listed once more, so such a change is told late, not
+        missed. Changes made in this process always move the stamp.
         """
-        stamp = self.mailbox.stamp()
-        if stamp is not None and stamp == self._stamp:
+        stamp, settled = self.mailbox.stamp()
+        if stamp == self._stamp and (self._settled or not settled):
             return []
         fresh = self.mailbox.messages()
         by_uid = {m.uid: m for m in fresh}
@@ -121,6 +127,7 @@ class SelectedMailbox:
             out += [responses.Expunge(n) for n in reversed(gone)]
             self.messages = [m for m in self.messages if m.uid in by_uid]
         self._stamp = None if gone and not expunges else stamp  # expunges still to tell
+        self._settled = settled
         known = {m.uid for m in self.messages}
         for n, old in enumerate(self.messages, 1):
             new = by_uid.get(old.uid)
@@ -190,6 +197,39 @@ class SelectedMailbox:
         """Each attribute's response name and value; `content` when any needs the octets."""
         data = content or b""
         return [(attr.response_name, _fetch_value(attr, info, data)) for attr in attributes]
+
+    def summaries(
+        self,
+        chosen: list[tuple[int, MessageInfo]],
+        attributes: tuple[FetchAttribute, ...],
+        utf8: bool,
+    ) -> Iterator[bytes]:
+        """FETCH lines of content-free `attributes` (not `needs_content`) for `chosen`, in
+        chunks: one `%` per message on the core's template, each distinct flag list written
+        once (a large mailbox has few)."""
+        written: dict[frozenset[str], bytes] = {}
+
+        def flags(info: MessageInfo) -> bytes:
+            data = written.get(info.flags)
+            if data is None:
+                data = written[info.flags] = serializer.write(flag_atoms(info.flags), utf8)
+            return data
+
+        def date(info: MessageInfo) -> bytes:
+            return serializer.write(internaldate(info.internaldate), utf8)
+
+        column: dict[str, Callable[[MessageInfo], int | bytes]] = {
+            "UID": _uid,
+            "RFC822.SIZE": attrgetter("size"),
+            "MODSEQ": attrgetter("modseq"),
+            "FLAGS": flags,
+            "INTERNALDATE": date,
+        }
+        columns = [column[attr.name] for attr in attributes]
+        template = responses.FetchLines.template(tuple(a.response_name for a in attributes))
+        for start in range(0, len(chosen), _SUMMARY_LINES):
+            chunk = chosen[start : start + _SUMMARY_LINES]
+            yield b"".join([template % (n, *[get(info) for get in columns]) for n, info in chunk])
 
     def load(
         self, chosen: list[tuple[int, MessageInfo]], *, content: bool, seen: bool

@@ -151,9 +151,10 @@ class Mailbox(Protocol):
         """
         ...
 
-    def stamp(self) -> Hashable | None:
+    def stamp(self) -> tuple[Hashable, bool]:
         """A cheap token that differs whenever `messages()` may list otherwise than when it
-        was taken, except for changes made through this very object; None: cannot tell."""
+        was taken, and whether it can be trusted alone: False while a recent change by
+        another process might not have moved it yet (that is seen once it is True)."""
         ...
 
     def open(self, key: str) -> BinaryIO: ...

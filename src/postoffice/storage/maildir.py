@@ -23,7 +23,11 @@ are dropped, renamed ones re-read. Every sync records the mtimes of ``new/`` and
 (taken before listing them); while both are unchanged the listing is skipped and the
 index answers alone, which makes opening a large unchanged mailbox cheap: one SELECT,
 one MessageInfo a row. An mtime younger than two seconds always re-syncs: a change
-within the same mtime tick as the recorded one would otherwise go unseen. The mailbox
+within the same mtime tick as the recorded one would otherwise go unseen. Mailbox objects
+of one folder made by one `MaildirStore` share the open index, where each file is and the
+last listing (indexcache.py): opening an unchanged folder again costs no connection and no
+SQL. `stamp()` says cheaply whether a listing still holds: the mtimes, SQLite's
+data_version, and the count of changes this process published for the folder. The mailbox
 remembers where each listed file is, so reading a message asks no SQL; a small one
 wholly in the page cache is read without waiting for the disk (`read_cached`,
 ``preadv2(RWF_NOWAIT)``), which lets POP3 serve it on the event loop. The index can
@@ -51,7 +55,7 @@ import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from operator import attrgetter
@@ -59,6 +63,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from postoffice.storage.base import MessageInfo, normalize_user
+from postoffice.storage.indexcache import IndexCache, SharedIndex
 from postoffice.storage.locks import MaildropLock, try_lock
 from postoffice.storage.notify import MailboxEvents, Watch
 from postoffice.storage.sqlite import SqliteFile
@@ -229,20 +234,23 @@ class MaildirMailbox:
         hostname: str,
         *,
         subfolder: bool = False,
-        on_change: Callable[[], None] | None = None,
+        events: MailboxEvents | None = None,
+        cache: IndexCache | None = None,
     ) -> None:
         self.path = path
         self._hostname = hostname
         self._subfolder = subfolder
-        self._on_change = on_change  # told after each change is on disk
+        self._events = events  # told after each change is on disk; counts them for stamps
+        self._cache = cache  # the index and listing shared with this process's other users
         self._index: SqliteFile | None = None
+        self._shared: SharedIndex | None = None
         # Where each message was at the last listing or change: key -> "subdir/name". A
         # hint: a file moved since (another session's flag change) is looked up again.
         self._files: dict[str, str] = {}
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
+        if self._events is not None:
+            self._events.publish(self.path)
 
     # -- the Maildir -----------------------------------------------------------
 
@@ -315,6 +323,10 @@ class MaildirMailbox:
 
     def _db(self) -> SqliteFile:
         if self._index is None:
+            shared = None if self._cache is None else self._cache.get(self.path / INDEX_NAME)
+            if shared is not None:
+                self._shared, self._index, self._files = shared, shared.index, shared.files
+                return shared.index
             self._create()
             index = SqliteFile(self.path / INDEX_NAME, _INDEX_MIGRATIONS, synchronous="NORMAL")
             try:
@@ -331,12 +343,16 @@ class MaildirMailbox:
                 index.close()
                 raise
             self._index = index
+            if self._cache is not None:
+                self._shared = self._cache.put(self.path / INDEX_NAME, index)
+                self._shared.files = self._files
         return self._index
 
     def close(self) -> None:
-        if self._index is not None:
+        """Release the index: closed, unless shared (the cache closes it when evicted)."""
+        if self._index is not None and self._shared is None:
             self._index.close()
-            self._index = None
+        self._index = self._shared = None
 
     def __enter__(self) -> MaildirMailbox:
         return self
@@ -461,19 +477,31 @@ class MaildirMailbox:
         with self._db().transaction() as db:
             return self._meta(db, "highestmodseq")
 
-    def stamp(self) -> tuple[int, int, int] | None:
-        """What `messages()` answers from, cheaply: new/'s and cur/'s mtimes and the index's
-        data_version (which other connections' commits move); None while an mtime is too
-        young to be trusted. Own writes through this object are known to the caller."""
+    def stamp(self) -> tuple[Hashable, bool]:
+        """What `messages()` answers from, cheaply, and whether that can be trusted alone.
+
+        The token: new/'s and cur/'s mtimes, the index's data_version (which other
+        connections' commits move) with the connection it was read on, and the count of
+        changes this process published for the folder. Not trusted alone (False) while an
+        mtime is too young: a foreign change in the same tick of the clock would not move it.
+        """
         with self._db().transaction() as db:  # first: makes the Maildir of a new folder
             (version,) = db.execute("PRAGMA data_version").fetchone()
         mtimes = self._mtimes()
-        if time.time_ns() - max(mtimes) <= _SETTLE_NS:
-            return None
-        return (*mtimes, int(version))
+        serial = 0 if self._shared is None else self._shared.serial
+        published = 0 if self._events is None else self._events.generation(self.path)
+        token = (*mtimes, int(version), serial, published)
+        return token, time.time_ns() - max(mtimes) > _SETTLE_NS
 
     def messages(self) -> list[MessageInfo]:
-        index = self._db()
+        """The listing; an unchanged folder's comes from the cache (a copy: callers edit)."""
+        index, shared = self._db(), self._shared
+        token, settled = self.stamp() if shared is not None else (None, False)
+        if settled and shared is not None and shared.listing is not None:
+            cached_token, listing = shared.listing
+            if cached_token == token:
+                self._files = shared.files
+                return list(listing)
         with index.transaction() as db:
             if self._settled(db):
                 rows = db.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY uid").fetchall()
@@ -483,7 +511,13 @@ class MaildirMailbox:
             with index.transaction(write=True) as db:
                 entries = sorted(self._sync(db).values(), key=attrgetter("uid"))
             rows = [entry.row() for entry in entries]
-        return self._listing(rows)
+        listing = self._listing(rows)
+        if shared is not None and self._cache is not None:
+            shared.files = self._files
+            if settled:
+                self._cache.remember(shared, token, listing)
+                return list(listing)
+        return listing
 
     def _listing(
         self, rows: list[tuple[int, str, str, str, int, int, float, str]]
@@ -641,6 +675,7 @@ class MaildirStore:
         self.root = root
         self._hostname = _escape_hostname(hostname or socket.gethostname())
         self._events = MailboxEvents()  # keyed by folder directory
+        self._indexes = IndexCache()
 
     def user_dir(self, address: str) -> Path:
         """The user's INBOX Maildir; DirectoryError (a ValueError) for an invalid address."""
@@ -665,7 +700,8 @@ class MaildirStore:
             path,
             self._hostname,
             subfolder=path != self.user_dir(address),
-            on_change=lambda: self._events.publish(path),
+            events=self._events,
+            cache=self._indexes,
         )
 
     def watch(self, address: str, folder: str = "INBOX") -> Watch:

@@ -6,8 +6,10 @@ UPDATE, an IMAP STORE, EXPUNGE, APPEND, COPY or MOVE — publishes once the chan
 disk; every `Watch` on that mailbox is then set, and a coroutine waiting on it (an IMAP
 session in IDLE) wakes and re-reads the mailbox. Publishing is safe from any thread (the
 store's file work runs in worker threads): a watch is set on the event loop that created
-it, through `call_soon_threadsafe`. The hub only knows this process; changes made by
-other processes are found by the waiter's own slow re-check.
+it, through `call_soon_threadsafe`. The hub also counts the changes published per mailbox
+(`generation`): the Maildir index puts that count into its stamps, so a change made in
+this process is seen at once, without waiting for the mtime rule. The hub only knows this
+process; changes made by other processes are found by the waiter's own slow re-check.
 
 Standards: RFC 2177 (IDLE: the server sends updates as they happen), RFC 9051 §5.2.
 """
@@ -49,6 +51,7 @@ class MailboxEvents:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._watches: dict[Hashable, set[Watch]] = {}
+        self._generations: dict[Hashable, int] = {}  # a few bytes per mailbox ever changed
 
     def watch(self, key: Hashable) -> Watch:
         """A new `Watch` on mailbox `key`; call from a coroutine, close it when done."""
@@ -57,9 +60,14 @@ class MailboxEvents:
             self._watches.setdefault(key, set()).add(watch)
         return watch
 
+    def generation(self, key: Hashable) -> int:
+        """How many changes to mailbox `key` were published so far."""
+        return self._generations.get(key, 0)
+
     def publish(self, key: Hashable) -> None:
-        """Wake every watch on mailbox `key`."""
+        """Count one change to mailbox `key` and wake every watch on it."""
         with self._lock:
+            self._generations[key] = self._generations.get(key, 0) + 1
             watches = list(self._watches.get(key, ()))
         for watch in watches:
             watch.notify()

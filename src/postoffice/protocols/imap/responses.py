@@ -303,6 +303,29 @@ class FetchResult:
         return b"* %d FETCH (%s)\r\n" % (positive(self.number), pairs)
 
 
+# FETCH items written straight into a `FetchLines` template: numbers and a one-number list
+_TEMPLATE_ITEMS = {"UID": "UID %d", "RFC822.SIZE": "RFC822.SIZE %d", "MODSEQ": "MODSEQ (%d)"}
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLines:
+    """Many ``* n FETCH (...)`` lines at once, for items that need no message content: the
+    listing of a large mailbox, made with one `%` per message on `template(names)` (about
+    a tenth of the cost of a `FetchResult` each). Values go in as `template` says: UID,
+    RFC822.SIZE and MODSEQ as ints, others as `serializer.write` gives them."""
+
+    data: bytes
+
+    @staticmethod
+    def template(names: tuple[str, ...]) -> bytes:
+        """``* %d FETCH (UID %d FLAGS %s ...)\r\n`` for response names `names`."""
+        items = " ".join(_TEMPLATE_ITEMS.get(name, name + " %s") for name in names)
+        return b"* %%d FETCH (%s)\r\n" % items.encode("ascii")
+
+    def to_bytes(self, utf8: bool) -> bytes:
+        return self.data
+
+
 @dataclass(frozen=True, slots=True)
 class IdResult:
     """``* ID ("name" "postoffice" ...)`` or ``* ID NIL`` (RFC 2971 §3.2)."""
@@ -377,6 +400,7 @@ Untagged = (
     | SearchResult
     | ESearchResult
     | FetchResult
+    | FetchLines
     | IdResult
     | Namespaces
 )
