@@ -11,7 +11,10 @@ message of up to `CHUNK` octets that is wholly in the page cache on the event lo
 store's `read_cached` never waits for the disk, and the loop encodes chunks of that size
 anyway), others of up to `WHOLE_MESSAGE` octets in one hop to the disk pool; the status
 line, the message and the terminator then go out in one write. Larger messages are
-streamed in chunks. Octet counts are those of the stored CRLF form RETR sends.
+streamed in chunks. Octet counts are those of the stored CRLF form RETR sends. In the
+TRANSACTION state, what needs no waiting is answered straight from the transport's
+`data_received` while the session's task sleeps (`_Parked`): a download then costs no task
+wake-up per message.
 
 Standards: RFC 1939 (POP3), RFC 2449 (CAPA, response codes, PIPELINING), RFC 2595 (STLS),
 RFC 3206 ([SYS/*], [AUTH]), RFC 5034 (AUTH), RFC 8314 (implicit TLS)
@@ -25,14 +28,14 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from postoffice import diskio
 from postoffice.config import Config
 from postoffice.logs import EventLog
 from postoffice.policy.limits import ClientLimits
 from postoffice.protocols import pop3, sasl
-from postoffice.protocols.pop3 import NEED_DATA, PAUSED, Err, Ok, OkLines, events
+from postoffice.protocols.pop3 import NEED_DATA, PAUSED, Err, Ok, OkLines, Signal, events
 from postoffice.servers.login import Login, LoginGate
 from postoffice.servers.session import BaseSession
 from postoffice.storage.base import Mailbox, MailStore, MessageInfo
@@ -99,23 +102,32 @@ class Pop3Session(BaseSession):
         self.messages: list[MessageInfo] = []  # frozen at login (RFC 1939 §4)
         self.deleted: set[int] = set()  # message numbers marked by DELE
         self.errors = 0
-        self.handlers: dict[type, Callable[[object], Awaitable[bytes]]] = {
-            events.Capa: self.on_capa,  # type: ignore[dict-item]
-            events.Stls: self.on_stls,  # type: ignore[dict-item]
-            events.User: self.on_user,  # type: ignore[dict-item]
-            events.Pass: self.on_pass,  # type: ignore[dict-item]
-            events.Auth: self.on_auth,  # type: ignore[dict-item]
-            events.AuthData: self.on_auth_data,  # type: ignore[dict-item]
-            events.Stat: self.on_stat,  # type: ignore[dict-item]
-            events.List: self.on_list,  # type: ignore[dict-item]
-            events.Uidl: self.on_uidl,  # type: ignore[dict-item]
-            events.Retr: self.on_retr,  # type: ignore[dict-item]
-            events.Top: self.on_top,  # type: ignore[dict-item]
-            events.Dele: self.on_dele,  # type: ignore[dict-item]
-            events.Noop: self.on_noop,  # type: ignore[dict-item]
-            events.Rset: self.on_rset,  # type: ignore[dict-item]
-            events.Quit: self.on_quit,  # type: ignore[dict-item]
-            events.CommandError: self.on_error,  # type: ignore[dict-item]
+        self.idle_since = 0.0  # loop time when the session began waiting for the client
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
+        self.admitted: events.Event | None = None  # counted by _Parked, not answered quickly
+        # answers that need no waiting: served straight from `data_received` while parked
+        self.quick: dict[type, Callable[[Any], bytes | None]] = {
+            events.Stat: self.on_stat,
+            events.List: self.on_list,
+            events.Uidl: self.on_uidl,
+            events.Retr: self.cached_message,
+            events.Top: self.cached_message,
+            events.Dele: self.on_dele,
+            events.Noop: self.on_noop,
+            events.Rset: self.on_rset,
+        }
+        self.handlers: dict[type, Callable[[Any], Awaitable[bytes]]] = {
+            events.Capa: self.on_capa,
+            events.Stls: self.on_stls,
+            events.User: self.on_user,
+            events.Pass: self.on_pass,
+            events.Auth: self.on_auth,
+            events.AuthData: self.on_auth_data,
+            events.Retr: self.on_retr,
+            events.Top: self.on_top,
+            events.Quit: self.on_quit,
+            events.CommandError: self.on_error,
         }
 
     # -- the loop -------------------------------------------------------------------------
@@ -126,6 +138,8 @@ class Pop3Session(BaseSession):
         self.writer.write(self.conn.send(Ok(f"{IMPLEMENTATION} POP3 server ready")))
 
     def finish(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
         self.release()
 
     def summary(self) -> dict[str, Any]:
@@ -134,23 +148,35 @@ class Pop3Session(BaseSession):
     async def loop(self) -> None:
         conn = self.conn
         while not conn.closed:
-            event = conn.next_event()
+            event = conn.next_event()  # commands already buffered are served without a read
             if event is NEED_DATA:
-                await self.writer.drain()  # RFC 2449 §6.6: answers flushed before waiting
-                data = await self.read()
-                if data is None:
-                    return
-                conn.receive_data(data)
-                continue
+                if self.writer.transport.get_write_buffer_size():
+                    await self.writer.drain()  # RFC 2449 §6.6: answers flushed before waiting
+                if self.mailbox is not None and not self.stopping:
+                    event = await self.wait(self.parked)  # TRANSACTION: see _Parked
+                    if event is None:
+                        return
+                if event is NEED_DATA:
+                    data = await self.wait(self.read)
+                    if data is None:
+                        return
+                    conn.receive_data(data)
+                    continue
             if event is PAUSED:
                 raise RuntimeError("POP3 core paused with no reply pending")
-            if isinstance(event, events.ConnectionClosed):
+            if type(event) is events.ConnectionClosed:
                 return
-            if not self.ctx.client_limits.command(self.client_ip):
+            admitted, self.admitted = self.admitted is event, None  # by _Parked, quick tried
+            if not admitted and not self.ctx.client_limits.command(self.client_ip):
                 await self.goodbye(TOO_FAST)
                 return
-            self.writer.write(await self.handlers[type(event)](event))
-            await self.run_after_reply()
+            quick = None if admitted else self.quick.get(type(event))
+            reply = quick(event) if quick is not None else None
+            if reply is None:
+                reply = await self.handlers[type(event)](event)
+            self.writer.write(reply)
+            if self.after_reply is not None:
+                await self.run_after_reply()
             if self.stopping and not conn.closed and self.idle_between_commands:
                 await self.goodbye(SHUTTING_DOWN)
                 return
@@ -160,23 +186,57 @@ class Pop3Session(BaseSession):
     def idle_between_commands(self) -> bool:
         return self.login is None
 
-    async def read(self) -> bytes | None:
-        self.idle = True
+    async def wait(self, waiting: Callable[[], Awaitable[Any]]) -> Any:
+        """Wait for the client; None once the session ended for idling or shutdown.
+
+        RFC 1939 §3's autologout runs on one timer per session that checks, when it fires,
+        how long the client has been waiting (`_check_idle`), instead of a timeout armed
+        and cancelled around every read: that costs a timer handle per command.
+        """
+        loop = asyncio.get_running_loop()
+        self.idle, self.idle_since = True, loop.time()
+        if self.idle_timer is None:
+            self.idle_timer = loop.call_at(
+                self.idle_since + self.ctx.config.pop3.idle_timeout, self._check_idle
+            )
         try:
             if self.stopping:
                 raise asyncio.CancelledError
-            async with asyncio.timeout(self.ctx.config.pop3.idle_timeout):
-                return await self.reader.read(65536)
-        except TimeoutError:
-            await self.goodbye(TIMEOUT)  # RFC 1939 §3: autologout, no UPDATE
-            return None
+            return await waiting()
         except asyncio.CancelledError:
+            if self.timed_out:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                await self.goodbye(TIMEOUT)  # RFC 1939 §3: autologout, no UPDATE
+                return None
             if not self.stopping:
                 raise
             await self.goodbye(SHUTTING_DOWN)
             return None
         finally:
             self.idle = False
+
+    async def read(self) -> bytes:
+        return await self.reader.read(65536)
+
+    async def parked(self) -> events.Event | Literal[Signal.NEED_DATA]:
+        """Lend the transport to `_Parked` until a command needs this task: that command, or
+        NEED_DATA when the stream reader has news (end of file, an error)."""
+        parked = _Parked(self, self.writer.transport)
+        try:
+            return await parked.waiter
+        finally:
+            parked.unpark()
+
+    def _check_idle(self) -> None:
+        """The idle timer: log out a client idle for `idle_timeout`, else look again later."""
+        loop = asyncio.get_running_loop()
+        timeout = self.ctx.config.pop3.idle_timeout
+        deadline = (self.idle_since if self.idle else loop.time()) + timeout
+        if self.idle and loop.time() >= deadline and self.task is not None:
+            self.idle_timer, self.timed_out = None, True
+            self.task.cancel()
+        else:
+            self.idle_timer = loop.call_at(deadline, self._check_idle)
 
     async def goodbye(self, reply: Err) -> None:
         with contextlib.suppress(OSError, RuntimeError, ValueError):
@@ -311,14 +371,14 @@ class Pop3Session(BaseSession):
             return DELETED
         return self.messages[number - 1]
 
-    async def on_stat(self, event: events.Stat) -> bytes:
+    def on_stat(self, event: events.Stat) -> bytes:
         count, octets = self.totals()
         return self.conn.send(Ok(f"{count} {octets}"))
 
-    async def on_list(self, event: events.List) -> bytes:
+    def on_list(self, event: events.List) -> bytes:
         return self.listing(event.msg, lambda info: str(info.size), "scan listing")
 
-    async def on_uidl(self, event: events.Uidl) -> bytes:
+    def on_uidl(self, event: events.Uidl) -> bytes:
         return self.listing(event.msg, uidl_of, "unique-id listing")
 
     def listing(self, number: int | None, value: Callable[[MessageInfo], str], title: str) -> bytes:
@@ -330,6 +390,19 @@ class Pop3Session(BaseSession):
         )
         return self.conn.send(OkLines(f"{title} follows", lines))
 
+    def cached_message(self, event: events.Retr | events.Top) -> bytes | None:
+        """RETR or TOP of a message wholly in the page cache, answered without waiting;
+        None when it must come from the disk (RFC 1939 §5, §7)."""
+        info = self.message(event.msg)
+        if isinstance(info, Err):
+            return self.conn.send(info)
+        assert self.mailbox is not None
+        content = self.mailbox.read_cached(info.key, CHUNK)
+        if content is None:
+            return None
+        lines = event.lines if type(event) is events.Top else None  # type: ignore[union-attr]
+        return self.encode_message(info, content, lines)
+
     async def on_retr(self, event: events.Retr) -> bytes:
         return await self.send_message(event.msg, None)
 
@@ -337,26 +410,25 @@ class Pop3Session(BaseSession):
         return await self.send_message(event.msg, event.lines)
 
     async def send_message(self, number: int, body_lines: int | None) -> bytes:
-        """Stream the message (RETR) or its header and first lines (TOP, RFC 1939 §7)."""
+        """Stream the message (RETR) or its header and first lines (TOP, RFC 1939 §7) from
+        the disk: `cached_message` found it (or part of it) not in the page cache."""
         info = self.message(number)
         if isinstance(info, Err):
             return self.conn.send(info)
         mailbox = self.mailbox
         assert mailbox is not None
-        content: bytes | BinaryIO | None = mailbox.read_cached(info.key, CHUNK)
         try:
-            if content is None and info.size <= WHOLE_MESSAGE:
-                content = await diskio.run(mailbox.read, info.key)
-            elif content is None:
+            if info.size <= WHOLE_MESSAGE:
+                content: bytes | BinaryIO = await diskio.run(mailbox.read, info.key)
+            else:
                 content = await diskio.run(mailbox.open, info.key)
         except (OSError, KeyError):
             return self.conn.send(Err("message vanished from the maildrop", "SYS/PERM"))
+        if isinstance(content, bytes):
+            return self.encode_message(info, content, body_lines)
         status = self.conn.send_multiline_start(Ok(f"{info.size} octets"))
         encoder = self.conn.message_encoder()
         limiter = _TopLimiter(body_lines)
-        if isinstance(content, bytes):  # encoded in one pass, sent in one write
-            body = encoder.feed(limiter.cut(content) + limiter.rest())
-            return status + body + encoder.finish()
         self.writer.write(status)
         with content:
             while not limiter.done:
@@ -368,17 +440,26 @@ class Pop3Session(BaseSession):
                 await self.writer.drain()
         return encoder.finish()
 
-    async def on_dele(self, event: events.Dele) -> bytes:
+    def encode_message(self, info: MessageInfo, content: bytes, body_lines: int | None) -> bytes:
+        """The whole answer to RETR or TOP: status line, stuffed message, ".", for one write."""
+        status = self.conn.send_multiline_start(Ok(f"{info.size} octets"))
+        encoder = self.conn.message_encoder()
+        if body_lines is not None:
+            limiter = _TopLimiter(body_lines)
+            content = limiter.cut(content) + limiter.rest()
+        return b"".join((status, encoder.feed(content), encoder.finish()))
+
+    def on_dele(self, event: events.Dele) -> bytes:
         info = self.message(event.msg)
         if isinstance(info, Err):
             return self.conn.send(info)
         self.deleted.add(event.msg)  # RFC 1939 §5: only marked; removed in UPDATE
         return self.conn.send(Ok(f"message {event.msg} deleted"))
 
-    async def on_noop(self, event: events.Noop) -> bytes:
+    def on_noop(self, event: events.Noop) -> bytes:
         return self.conn.send(Ok())
 
-    async def on_rset(self, event: events.Rset) -> bytes:
+    def on_rset(self, event: events.Rset) -> bytes:
         self.deleted.clear()
         count, octets = self.totals()
         return self.conn.send(Ok(f"maildrop has {count} messages ({octets} octets)"))
@@ -416,6 +497,74 @@ class Pop3Session(BaseSession):
 
     async def hang_up(self) -> None:
         await self.goodbye(TOO_MANY_ERRORS)
+
+
+class _Parked(asyncio.Protocol):
+    """The transport's protocol while a TRANSACTION session waits for its client.
+
+    With streams, every command costs a future, a task wake-up and an extra turn of the event
+    loop. Parked, the session answers what needs no waiting (`Pop3Session.quick`: STAT, LIST,
+    UIDL, DELE, NOOP, RSET, and RETR/TOP of a cached message) right in `data_received`, in
+    order, so a client fetching message after message never wakes the task. Anything else —
+    a command needing the disk or a login, a limit hit, a write buffer not yet empty (the task
+    drains it), the end of the stream — gives the transport back to the stream protocol and
+    wakes the task with it. The idle timer and shutdown still cancel the waiting task.
+    """
+
+    def __init__(self, session: Pop3Session, transport: asyncio.BaseTransport):
+        self.session = session
+        self.transport = transport
+        self.inner = transport.get_protocol()
+        self.loop = asyncio.get_running_loop()  # once: each call costs a getpid() syscall
+        self.waiter: asyncio.Future[Any] = self.loop.create_future()
+        transport.set_protocol(self)
+
+    def unpark(self, result: object = NEED_DATA) -> None:
+        """Give the transport back to the stream protocol and wake the task (once)."""
+        if self.transport.get_protocol() is self:
+            self.transport.set_protocol(self.inner)
+        if not self.waiter.done():
+            self.waiter.set_result(result)
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter.done():  # the task was cancelled (idle, shutdown) and is leaving
+            self.unpark()
+            self.inner.data_received(data)  # type: ignore[attr-defined]
+            return
+        session, conn = self.session, self.session.conn
+        conn.receive_data(data)
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                session.idle_since = self.loop.time()
+                return
+            quick = session.quick.get(type(event))
+            if quick is None or self.transport.get_write_buffer_size():  # type: ignore[attr-defined]
+                self.unpark(event)
+                return
+            if not session.ctx.client_limits.command(session.client_ip):
+                self.unpark(event)  # the task counts again, and hangs up
+                return
+            reply = quick(event)
+            if reply is None:
+                session.admitted = event  # counted; the task goes straight to the disk
+                self.unpark(event)
+                return
+            self.transport.write(reply)  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool | None:
+        self.unpark()
+        return self.inner.eof_received()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.unpark()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 class _TopLimiter:

@@ -51,7 +51,6 @@ from postoffice.protocols.pop3.replies import (
 Parser = Callable[[str], Event]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_NUMBER = re.compile(r"[0-9]{1,10}")  # RFC 1939 §3: numbers are decimal
 # RFC 5034 §4: "AUTH" SP sasl-mech [SP initial-response]; RFC 4422 §3.1: mechanism names
 _AUTH = re.compile(r"([A-Za-z0-9_-]{1,20})(?: +(=|[A-Za-z0-9+/]+={0,2}))?")
 
@@ -94,9 +93,9 @@ def _words(argument: str) -> list[str]:
     return [word for word in argument.split(" ") if word]  # RFC 1939 §3: space-separated
 
 
-def _number(word: str, minimum: int) -> int | None:
+def _number(word: str, minimum: int) -> int | None:  # RFC 1939 §3: numbers are decimal
     """A decimal number from `minimum` to MAX_NUMBER, or None."""
-    if _NUMBER.fullmatch(word) is None:
+    if not (word.isascii() and word.isdigit() and len(word) <= 10):  # ASCII digits only
         return None
     value = int(word)
     return value if minimum <= value <= MAX_NUMBER else None

@@ -77,13 +77,16 @@ class _Form(enum.Enum):
 
 def _form(event: Event) -> _Form:
     """How +OK answers `event` (RFC 1939 §5, §7; RFC 2449 §5)."""
-    match event:
-        case Retr() | Top():
-            return _Form.STREAM
-        case Capa() | List(msg=None) | Uidl(msg=None) | Auth(mechanism=None):
-            return _Form.LINES
-        case _:
-            return _Form.SINGLE
+    kind = type(event)  # a type test per case: this runs for every command
+    if kind is Retr or kind is Top:
+        return _Form.STREAM
+    if kind is Capa or (
+        (kind is List or kind is Uidl) and event.msg is None  # type: ignore[union-attr]
+    ):
+        return _Form.LINES
+    if kind is Auth and event.mechanism is None:  # type: ignore[union-attr]
+        return _Form.LINES
+    return _Form.SINGLE
 
 
 class MessageEncoder(DotEncoder):
@@ -232,18 +235,22 @@ class ServerConnection:
 
     def _admit(self, event: Event) -> Step:
         """Pair a parsed line with its transition, or refuse it out of sequence."""
-        # RFC 5034 §4: an unusable line inside a SASL exchange ends the exchange
-        refused = Transition.refused(
-            State.AUTHORIZATION if self.state is State.AUTH else self.state
-        )
-        if isinstance(event, CommandError):
-            return event, refused
-        transition = TRANSITIONS.get((self.state, type(event)))
-        if transition is None:
-            wrong_pass = isinstance(event, Pass) and self.state is State.AUTHORIZATION
-            return CommandError(PASS_WITHOUT_USER if wrong_pass else WRONG_STATE), refused
-        if isinstance(event, Stls) and self.tls:
-            return CommandError(ALREADY_TLS), refused  # RFC 2595 §4: not after TLS is on
-        if isinstance(event, Auth) and event.mechanism is None:
-            return event, Transition.to(self.state)  # only lists the mechanisms
+        state = self.state
+        transition = TRANSITIONS.get((state, type(event)))
+        if transition is None or isinstance(event, CommandError):
+            if not isinstance(event, CommandError):
+                wrong_pass = isinstance(event, Pass) and state is State.AUTHORIZATION
+                event = CommandError(PASS_WITHOUT_USER if wrong_pass else WRONG_STATE)
+            return event, _REFUSED[state]
+        if type(event) is Stls and self.tls:
+            return CommandError(ALREADY_TLS), _REFUSED[state]  # RFC 2595 §4: not after TLS
+        if type(event) is Auth and event.mechanism is None:  # type: ignore[union-attr]
+            return event, Transition.to(state)  # only lists the mechanisms
         return event, transition
+
+
+# RFC 5034 §4: an unusable line inside a SASL exchange ends the exchange
+_REFUSED = {
+    state: Transition.refused(State.AUTHORIZATION if state is State.AUTH else state)
+    for state in State
+}
