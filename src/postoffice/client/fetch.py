@@ -46,10 +46,8 @@ from postoffice.client.local import folder
 from postoffice.client.network import (
     FAILURES,
     ClientError,
-    Security,
-    address_of,
     describe,
-    tls_context,
+    open_endpoint,
 )
 from postoffice.client.pop3 import Pop3Client
 from postoffice.fileio import replace_file
@@ -200,13 +198,8 @@ async def _open(account: Account, password: str, access: Access, timeout: float)
     endpoint = account.server(access)
     if access is Access.IMAP:
         return ImapSource(await online.connect(account, password, endpoint, timeout=timeout))
-    client = await Pop3Client.connect(
-        endpoint.host,
-        endpoint.port,
-        tls=tls_context(account.ca, insecure=account.insecure),
-        implicit_tls=endpoint.security is Security.TLS,
-        address=await address_of(endpoint.host),
-        timeout=timeout,
+    client = await open_endpoint(
+        Pop3Client.connect, endpoint, ca=account.ca, insecure=account.insecure, timeout=timeout
     )
     try:
         await client.login(account.login, password)

@@ -25,14 +25,18 @@ import os
 import re
 import socket
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from postoffice.client.imap import ImapError
 from postoffice.client.pop3 import Pop3Error, Pop3ProtocolError
 from postoffice.client.submit import SubmitError
 from postoffice.dns import DnsError, DnsPythonResolver, Resolver
 from postoffice.protocols.smtp.client import ProtocolError
+
+_C_co = TypeVar("_C_co", covariant=True)  # the client an opener gives
 
 NAMESERVERS_ENV = "POSTOFFICE_NAMESERVERS"
 _HOSTNAME = re.compile(
@@ -142,3 +146,30 @@ def describe(exc: BaseException, where: object) -> str:
     if isinstance(exc, OSError):
         return f"{where}: {exc.strerror or exc}"
     return f"{where}: {exc}"
+
+
+class _Opener(Protocol[_C_co]):
+    def __call__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext,
+        implicit_tls: bool,
+        address: str | None = None,
+        timeout: float = 30.0,
+    ) -> Awaitable[_C_co]: ...
+
+
+async def open_endpoint(
+    opener: _Opener[_C_co], endpoint: Endpoint, *, ca: Path | None, insecure: bool, timeout: float
+) -> _C_co:
+    """`opener` (Pop3Client.connect, ImapClient.connect) on `endpoint`, TLS as it says."""
+    return await opener(
+        endpoint.host,
+        endpoint.port,
+        tls=tls_context(ca, insecure=insecure),
+        implicit_tls=endpoint.security is Security.TLS,
+        address=await address_of(endpoint.host),
+        timeout=timeout,
+    )

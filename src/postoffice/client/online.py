@@ -24,10 +24,8 @@ from postoffice.client.network import (
     FAILURES,
     ClientError,
     Endpoint,
-    Security,
-    address_of,
     describe,
-    tls_context,
+    open_endpoint,
 )
 from postoffice.client.reading import Summary, parse, summary
 from postoffice.storage.base import MessageInfo
@@ -40,13 +38,8 @@ async def connect(
     account: Account, password: str, endpoint: Endpoint, *, timeout: float = TIMEOUT
 ) -> ImapClient:
     """A logged-in connection to `endpoint`; the failures as they are (see `session`)."""
-    client = await ImapClient.connect(
-        endpoint.host,
-        endpoint.port,
-        tls=tls_context(account.ca, insecure=account.insecure),
-        implicit_tls=endpoint.security is Security.TLS,
-        address=await address_of(endpoint.host),
-        timeout=timeout,
+    client = await open_endpoint(
+        ImapClient.connect, endpoint, ca=account.ca, insecure=account.insecure, timeout=timeout
     )
     try:
         await client.login(account.login, password)

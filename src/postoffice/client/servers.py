@@ -29,6 +29,7 @@ from postoffice.client.network import (
     address_of,
     describe,
     helo_name,
+    open_endpoint,
     tls_context,
 )
 from postoffice.client.pop3 import Pop3Client, Pop3Error
@@ -91,12 +92,11 @@ def pop3_check(account: Account, password: str) -> Check:
     """Connect, TLS, log in and QUIT (nothing is deleted), as `account` would."""
 
     async def check(endpoint: Endpoint) -> None:
-        client = await Pop3Client.connect(
-            endpoint.host,
-            endpoint.port,
-            tls=tls_context(account.ca, insecure=account.insecure),
-            implicit_tls=endpoint.security is Security.TLS,
-            address=await address_of(endpoint.host),
+        client = await open_endpoint(
+            Pop3Client.connect,
+            endpoint,
+            ca=account.ca,
+            insecure=account.insecure,
             timeout=CHECK_TIMEOUT,
         )
         try:
