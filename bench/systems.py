@@ -48,6 +48,7 @@ IMAP_USER = "imapbench"  # the IMAP figures' mailbox: a copy of poplarge's
 
 # Enough processes and connections for 1,000 sessions at once, plus the usual daemons.
 _SESSIONS_MAX = 1200
+WORKERS = os.cpu_count() or 1  # postoffice's `workers`: one per core, as its docs advise
 _POSTOFFICE_LIMITS = {
     "exempt_networks": ["127.0.0.0/8"],
     "max_connections": _SESSIONS_MAX,
@@ -192,6 +193,13 @@ def _postoffice_pids(server: ServerProcess) -> Callable[[], list[int]]:
     return pids
 
 
+def _tune(server: ServerProcess) -> None:
+    """Per-IP limits lifted for the load generator; one SMTP worker process per core."""
+    server.configure("limits", **_POSTOFFICE_LIMITS)
+    text = server.config_path.read_text("utf-8")  # top-level keys go before any table
+    server.config_path.write_text(f"workers = {WORKERS}\n{text}", "utf-8")
+
+
 def _add_user(server: ServerProcess, address: str) -> None:
     server.cli("user", "add", address, "--password-stdin", stdin=f"{PASSWORD}\n")
 
@@ -252,7 +260,7 @@ class Systems:
 
     def _start_single(self) -> None:
         po = ServerProcess(self.root / "postoffice", host="127.0.0.20", hostname="mx.po.test")
-        po.configure("limits", **_POSTOFFICE_LIMITS)
+        _tune(po)
         po.cli("domain", "add", "po.test")
         for user in ("bench", *POP3_USERS, IMAP_USER):
             _add_user(po, f"{user}@po.test")
@@ -309,7 +317,7 @@ class Systems:
     def _start_relays(self) -> None:
         world = LoopbackWorld(self.root / "postoffice-relay")
         for server in world.servers.values():
-            server.configure("limits", **_POSTOFFICE_LIMITS)
+            _tune(server)
         _add_user(world.b, "bench@b.test")
         self._stack.callback(world.stop)
         world.start()
