@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,6 +336,44 @@ def test_remove(inbox: MaildirMailbox) -> None:
     assert [m.key for m in inbox.messages()] == [keys[1]]
     assert inbox.highestmodseq > before
     inbox.remove([keys[0]])  # again: already gone
+
+
+def test_expunges_are_remembered_with_their_modseq(inbox: MaildirMailbox) -> None:
+    """RFC 7162 §3.2: what vanished since a modseq, by removal or by another program."""
+    keys = [inbox.deliver(MESSAGE) for _ in range(4)]
+    inbox.messages()
+    start = inbox.highestmodseq
+    assert inbox.expunged_since(start) == []
+    inbox.remove([keys[1]])
+    after_remove = inbox.highestmodseq
+    assert after_remove == start + 1
+    (inbox.path / "new" / keys[3]).unlink()  # a POP3 client of another server, say
+    inbox.messages()
+    assert inbox.highestmodseq == after_remove + 1
+    assert inbox.expunged_since(start) == [2, 4]
+    assert inbox.expunged_since(after_remove) == [4]
+    assert inbox.expunged_since(inbox.highestmodseq) == []
+
+
+def test_an_index_from_before_the_expunge_record_says_it_does_not_know(
+    inbox: MaildirMailbox,
+) -> None:
+    """An index made before table `expunged` existed gains it empty; older modseqs get None."""
+    inbox.remove([inbox.deliver(MESSAGE)])
+    inbox.close()
+    db = sqlite3.connect(inbox.path / INDEX_NAME)
+    db.execute("DROP TABLE expunged")
+    db.execute("DELETE FROM meta WHERE name = 'expunged_from'")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    reopened = MaildirMailbox(inbox.path, "mx.test")
+    try:
+        highest = reopened.highestmodseq
+        assert reopened.expunged_since(highest - 1) is None
+        assert reopened.expunged_since(highest) == []
+    finally:
+        reopened.close()
 
 
 # -- stamp (what IMAP compares before re-listing a selected mailbox) ----------------------

@@ -16,6 +16,10 @@ mailbox when woken. Changes by other processes (a `postoffice` command, a foreig
 tool) are not announced; an idling session re-checks for them every `RECHECK` seconds.
 APPEND's date-time becomes the message's INTERNALDATE through the store, which keeps it
 where it keeps every arrival time (the file name; the index reads it from there).
+QRESYNC (RFC 7162 §3.2), once enabled, replaces EXPUNGE responses by VANISHED and lets
+SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids])) and UID FETCH ... (CHANGEDSINCE n
+VANISHED) report what vanished since a modseq: the store remembers each expunged UID with
+the modseq of its expunge, whoever removed the file (IMAP, POP3, a foreign Maildir reader).
 
 A user may have `[imap] max_connections_per_user` sessions logged in at once, counted over
 both listeners; one more login is refused with NO [LIMIT] (RFC 5530) and that session stays
@@ -25,7 +29,8 @@ Standards: RFC 9051 (IMAP4rev2), RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 2971
 RFC 2342 (NAMESPACE), RFC 3502 (MULTIAPPEND), RFC 4315 (UIDPLUS), RFC 4731 (ESEARCH),
 RFC 4959 (SASL-IR), RFC 5161 (ENABLE), RFC 5182 (SEARCHRES), RFC 5258/RFC 5819
 (LIST-EXTENDED, LIST-STATUS), RFC 5530 (LIMIT), RFC 6154 (SPECIAL-USE), RFC 6851 (MOVE),
-RFC 7162 (CONDSTORE), RFC 7888 (LITERAL+), RFC 7889 (APPENDLIMIT), RFC 8314 (implicit TLS)
+RFC 7162 (CONDSTORE, QRESYNC), RFC 7888 (LITERAL+), RFC 7889 (APPENDLIMIT),
+RFC 8314 (implicit TLS)
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ _CAPS = [
     "LIST-EXTENDED",
     "LIST-STATUS",
     "CONDSTORE",
+    "QRESYNC",
     "ESEARCH",
     "SEARCHRES",
     "MULTIAPPEND",
@@ -449,6 +455,13 @@ class ImapSession(FolderCommands, BaseSession):
         if any(a.name == "FLAGS" for a in attributes):
             with_flags = attributes
         since = event.request.changed_since
+        if since is not None and not any(a.name == "MODSEQ" for a in attributes):
+            attributes = (*attributes, _MODSEQ)  # RFC 7162 §3.1.4.1: CHANGEDSINCE implies it
+        if event.request.vanished:  # RFC 7162 §3.2.6: before the FETCH responses
+            assert since is not None  # the parser insists
+            gone = await asyncio.to_thread(view.vanished, event.sequence, since)
+            if gone is not None:
+                self.out(gone)
         chosen = [
             (number, info)
             for number, info in view.targets(event.sequence, uid=event.uid)
@@ -503,7 +516,7 @@ class ImapSession(FolderCommands, BaseSession):
                 items: list[tuple[str, Any]] = [("FLAGS", flag_atoms(info.flags))]
                 if event.uid:
                     items.insert(0, ("UID", info.uid))
-                if event.unchanged_since is not None:
+                if event.unchanged_since is not None or view.condstore:  # RFC 7162 §3.1.3
                     items.append(("MODSEQ", (info.modseq,)))
                 self.out(responses.FetchResult(number, tuple(items)))
         if modified:
@@ -612,6 +625,7 @@ class ImapSession(FolderCommands, BaseSession):
 
 _UID = FetchAttribute("UID")
 _FLAGS = FetchAttribute("FLAGS")
+_MODSEQ = FetchAttribute("MODSEQ")
 _BATCH_MESSAGES = 128  # FETCH responses built and written at once
 _BATCH_OCTETS = 1 << 20  # of message content read for one batch
 

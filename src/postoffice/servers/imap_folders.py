@@ -31,7 +31,7 @@ SPECIAL_USE = {
 SUBSCRIPTIONS = "postoffice-subscriptions"
 NONEXISTENT = No("no such mailbox", codes.NONEXISTENT)
 NOT_ALLOWED = No("mailbox name not allowed", codes.CANNOT)
-_ENABLEABLE = frozenset({"IMAP4REV2", "CONDSTORE"})
+_ENABLEABLE = frozenset({"IMAP4REV2", "CONDSTORE", "QRESYNC"})
 
 
 class FolderCommands:
@@ -217,8 +217,14 @@ class FolderCommands:
         readonly = isinstance(event, events.Examine)
         mailbox = self.ctx.store.mailbox(self.user, name)
         self.watch = self.ctx.store.watch(self.user, name)  # before the snapshot: miss nothing
+        enabled = self.conn.enabled
         self.selected = selected = await asyncio.to_thread(
-            SelectedMailbox, name, mailbox, readonly=readonly
+            SelectedMailbox,
+            name,
+            mailbox,
+            readonly=readonly,
+            condstore=event.condstore or "CONDSTORE" in enabled,
+            qresync="QRESYNC" in enabled,
         )
         self.out(responses.Flags(SYSTEM_FLAGS))
         self.out(responses.Exists(len(selected.messages)))
@@ -233,6 +239,9 @@ class FolderCommands:
         self.out(UntaggedOk("UIDs valid", codes.uidvalidity(mailbox.uidvalidity)))
         self.out(UntaggedOk("predicted next UID", codes.uidnext(mailbox.uidnext)))
         self.out(UntaggedOk("modseq", codes.highestmodseq(mailbox.highestmodseq)))
+        if event.qresync is not None:  # RFC 7162 §3.2.5.1, after the usual responses
+            for update in await asyncio.to_thread(selected.resync, event.qresync):
+                self.out(update)
         if readonly:
             return Ok("EXAMINE completed", codes.READ_ONLY)
         return Ok("SELECT completed", codes.READ_WRITE)

@@ -4,12 +4,18 @@ A session sees its mailbox through `SelectedMailbox`: the message list it last t
 client about (message sequence numbers are positions in it), refreshed from the store's
 `messages()` between commands so that changes by other sessions and by delivery are
 reported as untagged EXPUNGE (descending, so every number is valid when sent), FETCH
-(FLAGS) and EXISTS responses. SEARCH criteria (the core's tree, search.py) are evaluated
-here over `MessageInfo` and, only for header, body and sent-date keys, the message octets.
+(FLAGS, and MODSEQ once CONDSTORE is on) and EXISTS responses; with QRESYNC enabled one
+VANISHED replaces the EXPUNGEs. `resync` answers SELECT's QRESYNC parameter and `vanished`
+UID FETCH's VANISHED modifier from the store's record of expunged UIDs; when that record
+does not reach back far enough, every UID the client may know and the mailbox no longer
+holds is reported, which RFC 7162 §3.2.5.2 allows (seq-match-data is not needed then).
+SEARCH criteria (the core's tree, search.py) are evaluated here over `MessageInfo` and,
+only for header, body and sent-date keys, the message octets.
 FETCH data items are built here too, from the core's structure.py and sections.py.
 
 Standards: RFC 9051 §5.2 (mailbox size and message status updates), §6.4.4 (SEARCH),
-§6.4.5 and §7.5.2 (FETCH), §7.4.1 (EXPUNGE); RFC 7162 §3.1 (MODSEQ); RFC 3516 (BINARY)
+§6.4.5 and §7.5.2 (FETCH), §7.4.1 (EXPUNGE); RFC 7162 §3.1 (MODSEQ), §3.2.5 (SELECT
+QRESYNC), §3.2.6 (VANISHED modifier), §3.2.10 (VANISHED); RFC 3516 (BINARY)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable, Hashable, Iterator
 from operator import attrgetter
 
 from postoffice.protocols.imap import mime, responses, search, sections, serializer, structure
+from postoffice.protocols.imap.events import Qresync
 from postoffice.protocols.imap.fetch import FetchAttribute, Section
 from postoffice.protocols.imap.sequence import SequenceSet
 from postoffice.protocols.imap.serializer import Atom, Literal8, Value
@@ -54,8 +61,18 @@ def internaldate(when: float) -> str:
 class SelectedMailbox:
     """What one session has told its client about one mailbox."""
 
-    def __init__(self, name: str, mailbox: Mailbox, *, readonly: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        mailbox: Mailbox,
+        *,
+        readonly: bool,
+        condstore: bool = False,
+        qresync: bool = False,
+    ) -> None:
         self.name, self.mailbox, self.readonly = name, mailbox, readonly
+        # RFC 7162 §3.1.2: MODSEQ in unsolicited FETCH; §3.2.10: VANISHED, not EXPUNGE
+        self.condstore, self.qresync = condstore or qresync, qresync
         # The store's stamp as of the snapshot (taken before it, so nothing slips between):
         # while it stands, `refresh` has nothing to tell and skips re-listing the mailbox.
         stamp, self._settled = mailbox.stamp()
@@ -124,7 +141,7 @@ class SelectedMailbox:
         out: list[responses.Response] = []
         gone = [n for n, m in enumerate(self.messages, 1) if m.uid not in by_uid]
         if expunges:
-            out += [responses.Expunge(n) for n in reversed(gone)]
+            out += self._expunged([(n, self.messages[n - 1]) for n in gone])
             self.messages = [m for m in self.messages if m.uid in by_uid]
         self._stamp = None if gone and not expunges else stamp  # expunges still to tell
         self._settled = settled
@@ -133,20 +150,73 @@ class SelectedMailbox:
             new = by_uid.get(old.uid)
             if new is not None and new.flags != old.flags:
                 self.messages[n - 1] = new
-                items: tuple[tuple[str, Value], ...] = (
-                    ("UID", new.uid),
-                    ("FLAGS", flag_atoms(new.flags)),
-                )
-                out.append(responses.FetchResult(n, items))
+                out.append(responses.FetchResult(n, self.flag_items(new)))
         added = [m for m in fresh if m.uid not in known and m.uid > self.last_uid]
         if added:
             self.messages += added
             out.append(responses.Exists(len(self.messages)))
         return out
 
+    def flag_items(self, info: MessageInfo) -> tuple[tuple[str, Value], ...]:
+        """What an unsolicited FETCH tells of a message: UID, FLAGS and, under CONDSTORE,
+        MODSEQ."""
+        items: tuple[tuple[str, Value], ...] = (
+            ("UID", info.uid),
+            ("FLAGS", flag_atoms(info.flags)),
+        )
+        return (*items, ("MODSEQ", (info.modseq,))) if self.condstore else items
+
+    def _expunged(self, chosen: list[tuple[int, MessageInfo]]) -> list[responses.Response]:
+        """EXPUNGE responses, descending, or one VANISHED of their UIDs under QRESYNC."""
+        if not chosen:
+            return []
+        if self.qresync:
+            return [responses.Vanished(SequenceSet.of(m.uid for _, m in chosen))]
+        return [responses.Expunge(n) for n, _ in sorted(chosen, key=lambda c: c[0], reverse=True)]
+
     @property
     def last_uid(self) -> int:
         return self.messages[-1].uid if self.messages else 0
+
+    # -- QRESYNC (RFC 7162 §3.2) ---------------------------------------------------------
+
+    def resync(self, qresync: Qresync) -> list[responses.Response]:
+        """SELECT's QRESYNC: VANISHED (EARLIER) for known UIDs expunged since the client's
+        modseq, then a FETCH (UID FLAGS MODSEQ) for each known message changed since
+        (§3.2.5.1); nothing when UIDVALIDITY differs (the client starts afresh)."""
+        if qresync.uidvalidity != self.mailbox.uidvalidity:
+            return []
+        known = qresync.known_uids
+        out: list[responses.Response] = []
+        gone = self.vanished(known, qresync.modseq)
+        if gone is not None:
+            out.append(gone)
+        largest = self.mailbox.uidnext - 1
+        ranges = None if known is None else known.resolve(largest)
+        for n, info in enumerate(self.messages, 1):
+            if info.modseq > qresync.modseq and (ranges is None or _within(ranges, info.uid)):
+                out.append(responses.FetchResult(n, self.flag_items(info)))
+        return out
+
+    def vanished(self, uids: SequenceSet | None, since: int) -> responses.Vanished | None:
+        """VANISHED (EARLIER) for the UIDs among `uids` (all when None) expunged after
+        modseq `since` and no longer in this session's view; None when there are none."""
+        if uids is not None and uids.saved:  # RFC 5182 "$": what SEARCH ... SAVE kept
+            if not self.saved:
+                return None
+            uids = SequenceSet.of(self.saved)
+        largest = self.mailbox.uidnext - 1  # "*": any UID ever given, expunged ones too
+        ranges = ((1, largest),) if uids is None else uids.resolve(largest)
+        if largest < 1 or not ranges:
+            return None
+        expunged = self.mailbox.expunged_since(since)
+        present = [m.uid for m in self.messages]
+        if expunged is None:  # the record is too short: every UID we no longer hold
+            gone = _gaps(ranges, present, largest)
+            return responses.Vanished(SequenceSet(gone), earlier=True) if gone else None
+        held = set(present)
+        found = [u for u in expunged if u not in held and _within(ranges, u)]
+        return responses.Vanished(SequenceSet.of(found), earlier=True) if found else None
 
     def expunge(self, uids: SequenceSet | None = None) -> list[responses.Response]:
         """Remove messages flagged \\Deleted (within `uids`); EXPUNGE responses, descending."""
@@ -160,7 +230,7 @@ class SelectedMailbox:
         self.mailbox.remove([m.key for _, m in chosen])
         uids = {m.uid for _, m in chosen}
         self.messages = [m for m in self.messages if m.uid not in uids]
-        return [responses.Expunge(n) for n, _ in sorted(chosen, reverse=True)]
+        return self._expunged(chosen)
 
     # -- SEARCH ----------------------------------------------------------------------
 
@@ -261,6 +331,30 @@ class SelectedMailbox:
     @staticmethod
     def needs_content(attributes: tuple[FetchAttribute, ...]) -> bool:
         return any(a.name not in _CONTENT_FREE for a in attributes)
+
+
+def _within(ranges: tuple[tuple[int, int], ...], number: int) -> bool:
+    """Whether `number` is in resolved (ordered, merged) `ranges`."""
+    at = bisect.bisect_right(ranges, number, key=lambda r: r[0]) - 1
+    return at >= 0 and number <= ranges[at][1]
+
+
+def _gaps(
+    ranges: tuple[tuple[int, int], ...], present: list[int], largest: int
+) -> tuple[tuple[int, int], ...]:
+    """The parts of `ranges` (at most up to `largest`) that hold none of the ascending
+    `present` numbers, as ranges: no list as long as the mailbox's UID space is built."""
+    gaps = []
+    for first, last in ranges:
+        low, high = first, min(last, largest)
+        start = bisect.bisect_left(present, low)
+        for uid in present[start : bisect.bisect_right(present, high)]:
+            if low < uid:
+                gaps.append((low, uid - 1))
+            low = uid + 1
+        if low <= high:
+            gaps.append((low, high))
+    return tuple(gaps)
 
 
 def _fetch_value(attr: FetchAttribute, info: MessageInfo, data: bytes) -> Value:

@@ -169,6 +169,11 @@ class Mailbox(Protocol):
         """Delete messages durably (POP3 UPDATE state, IMAP EXPUNGE)."""
         ...
 
+    def expunged_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged at a modseq above `modseq` (RFC 7162 §3.2), ascending; None when
+        the store's record does not reach back that far."""
+        ...
+
     def close(self) -> None:
         """Release the index; the mailbox object is not used afterwards."""
         ...

@@ -34,7 +34,9 @@ wholly in the page cache is read without waiting for the disk (`read_cached`,
 always be rebuilt: delete it and the keys (UIDLs) stay, while UIDs are assigned afresh
 under a new UIDVALIDITY, which tells IMAP clients to forget their cache. Our own writers
 rename files inside an index transaction, so the index only lags behind foreign tools,
-and a miss triggers one re-sync.
+and a miss triggers one re-sync. Each expunge, by `remove` or found by a sync (a foreign
+reader deleted the file), raises HIGHESTMODSEQ and records the UIDs with that modseq in
+table ``expunged``, so IMAP QRESYNC can tell a client what vanished since its last modseq.
 
 Every change made through the store (delivery, flags, removal) is published, after it
 is on disk, to the store's `MailboxEvents` hub, so IMAP IDLE hears of it at once. A
@@ -42,7 +44,7 @@ folder is deleted by renaming it to a ``..postoffice-deleted-*`` tombstone first
 for every reader at once; such names are never folders) and then removing the tree.
 
 Standards: Maildir (D. J. Bernstein), Maildir++, RFC 1939 §7 (UIDL), RFC 3501 §2.3.1.1 (UIDs),
-RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq).
+RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq), §3.2 (expunged UIDs' modseq).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -97,6 +100,12 @@ _INDEX_MIGRATIONS = (
     ),
     (  # the mtimes (ns) of new/ and cur/ at the last sync
         "INSERT INTO meta (name, value) VALUES ('synced_new', 0), ('synced_cur', 0)",
+    ),
+    (  # RFC 7162 §3.2: expunged UIDs and their modseq, complete from 'expunged_from' on
+        "CREATE TABLE expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
+        "CREATE INDEX expunged_modseq ON expunged (modseq)",
+        "INSERT INTO meta (name, value)"
+        " SELECT 'expunged_from', value FROM meta WHERE name = 'highestmodseq'",
     ),
 )
 _COLUMNS = "uid, key, subdir, name, size, modseq, internaldate, keywords"
@@ -438,8 +447,7 @@ class MaildirMailbox:
             return entries
         modseq = self._next_modseq(db)
         db.executemany("DELETE FROM messages WHERE key = ?", [(key,) for key in gone])
-        for key in gone:
-            del entries[key]
+        self._record_expunged(db, [entries.pop(key).uid for key in gone], modseq)
         for entry in moved:
             before = entry.letters()
             entry.subdir, entry.name = on_disk[entry.key]
@@ -636,24 +644,41 @@ class MaildirMailbox:
         return changed
 
     def remove(self, keys: list[str]) -> None:
-        """Unlink the messages and fsync their directories; unknown keys are already gone."""
-        touched: set[str] = set()
+        """Unlink the messages and fsync their directories; unknown keys are already gone.
+
+        RFC 7162 §3.2: the expunge raises HIGHESTMODSEQ and the UIDs keep its modseq."""
         with self._db().transaction(write=True) as db:
-            for key in keys:
-                entry = self._find(db, key)
-                if entry is None:
-                    continue
+            found = [entry for entry in map(partial(self._find, db), keys) if entry is not None]
+            if not found:
+                return
+            for entry in found:
                 with suppress(FileNotFoundError):
                     (self.path / entry.subdir / entry.name).unlink()
-                db.execute("DELETE FROM messages WHERE uid = ?", (entry.uid,))
-                self._files.pop(key, None)
-                touched.add(entry.subdir)
-            if touched:  # RFC 7162 (QRESYNC): an expunge raises HIGHESTMODSEQ too
-                self._next_modseq(db)
-            for sub in touched:
+                self._files.pop(entry.key, None)
+            uids = [entry.uid for entry in found]
+            db.executemany("DELETE FROM messages WHERE uid = ?", [(uid,) for uid in uids])
+            self._record_expunged(db, uids, self._next_modseq(db))
+            for sub in {entry.subdir for entry in found}:
                 _fsync_dir(self.path / sub)
-        if touched:
-            self._changed()
+        self._changed()
+
+    @staticmethod
+    def _record_expunged(db: sqlite3.Connection, uids: list[int], modseq: int) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO expunged (uid, modseq) VALUES (?, ?)",
+            [(uid, modseq) for uid in uids],
+        )
+
+    def expunged_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged at a modseq above `modseq`, ascending; None when the record does not
+        reach back that far (expunges of an index made before it was kept are unknown)."""
+        with self._db().transaction() as db:
+            if modseq < self._meta(db, "expunged_from"):
+                return None
+            rows = db.execute(
+                "SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid", (modseq,)
+            ).fetchall()
+        return [uid for (uid,) in rows]
 
 
 def _escape_hostname(hostname: str) -> str:

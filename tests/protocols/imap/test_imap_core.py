@@ -16,6 +16,7 @@ from postoffice.protocols.imap import (
     No,
     Ok,
     Preauth,
+    SequenceSet,
     ServerConnection,
     State,
     UntaggedOk,
@@ -559,3 +560,54 @@ def test_hostile_lines_get_a_tagged_bad_or_no_and_the_session_goes_on(line: byte
     assert isinstance(refusal.response, Bad | No)
     assert noop == events.Noop("z")
     assert session.conn.state is State.SELECTED
+
+
+# -- QRESYNC (RFC 7162 §3.2) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"q SELECT INBOX (QRESYNC (1 2))\r\n",
+        b"q EXAMINE INBOX (QRESYNC (1 2 1:5))\r\n",
+    ],
+)
+def test_qresync_parameter_without_enable_is_bad(line: bytes) -> None:
+    session = logged_in()
+    session.feed(line)
+    (refusal,) = session.events
+    assert isinstance(refusal, events.CommandError)
+    assert session.output() == b"q BAD ENABLE QRESYNC first\r\n"
+    assert session.conn.state is State.AUTHENTICATED
+
+
+def test_vanished_fetch_modifier_without_enable_is_bad() -> None:
+    session = selected()
+    session.feed(b"f UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n")
+    assert session.output() == b"f BAD ENABLE QRESYNC first\r\n"
+    assert session.conn.state is State.SELECTED
+
+
+def test_enable_qresync_implies_condstore_and_admits_its_commands() -> None:
+    session = logged_in()
+    session.feed(b"e ENABLE QRESYNC\r\n")
+    assert session.output() == b"* ENABLED QRESYNC\r\ne OK ENABLE completed\r\n"
+    assert session.conn.enabled == {"QRESYNC", "CONDSTORE"}
+    session.feed(b"s SELECT INBOX (QRESYNC (7 20 1:9))\r\n")
+    assert session.events[-1] == events.Select(
+        "s", "INBOX", qresync=events.Qresync(7, 20, SequenceSet.parse("1:9"))
+    )
+    assert session.conn.state is State.SELECTED
+    session.feed(b"f UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n")
+    fetch = session.events[-1]
+    assert isinstance(fetch, events.Fetch) and fetch.request.vanished
+
+
+def test_expunge_responses_are_refused_once_qresync_is_enabled() -> None:
+    """RFC 7162 §3.2.10: VANISHED replaces EXPUNGE; sending one is our bug."""
+    session = logged_in()
+    session.feed(b"e ENABLE QRESYNC\r\ns SELECT INBOX\r\n")
+    vanished = responses.Vanished(SequenceSet.parse("3:4"))
+    assert session.conn.send(vanished) == b"* VANISHED 3:4\r\n"
+    with pytest.raises(RuntimeError):
+        session.conn.send(responses.Expunge(1))

@@ -19,7 +19,12 @@ peer's input become `CommandError` events; faults in our own use of the API (a c
 with nothing pending, a second greeting, `Ok` to LOGOUT before `Bye`) raise, because they
 are bugs here, not there.
 
-Standards: RFC 9051 §2.2, §5.5, §6.1-§6.2, §7; RFC 2177 §3; RFC 5161 §3.1; RFC 6855 §3
+ENABLE QRESYNC switches CONDSTORE on too (RFC 7162 §3.2.3). Until it is enabled, SELECT's
+QRESYNC parameter and UID FETCH's VANISHED modifier are refused with BAD; once it is, an
+EXPUNGE response is a bug (VANISHED replaces it, §3.2.10) and `send` raises.
+
+Standards: RFC 9051 §2.2, §5.5, §6.1-§6.2, §7; RFC 2177 §3; RFC 5161 §3.1; RFC 6855 §3;
+RFC 7162 §3.2.3, §3.2.5, §3.2.6, §3.2.10
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ from postoffice.protocols.imap.events import (
     ConnectionClosed,
     Enable,
     Event,
+    Examine,
+    Fetch,
     Logout,
+    Select,
     Signal,
     StartTls,
 )
@@ -50,11 +58,13 @@ from postoffice.protocols.imap.responses import (
     ALREADY_TLS,
     AUTH_LINE_TOO_LONG,
     LINE_TOO_LONG,
+    QRESYNC_NOT_ENABLED,
     WRONG_STATE,
     Bad,
     Bye,
     Continuation,
     Enabled,
+    Expunge,
     No,
     Ok,
     Preauth,
@@ -164,6 +174,10 @@ class ServerConnection:
                 if self._pending is None or not isinstance(self._pending.command, Enable):
                     raise RuntimeError("ENABLED answers only ENABLE")  # RFC 5161 §3.2
                 self.enabled |= {name.upper() for name in names}
+                if "QRESYNC" in self.enabled:  # RFC 7162 §3.2.3: it implies CONDSTORE
+                    self.enabled |= {"CONDSTORE"}
+            case Expunge() if "QRESYNC" in self.enabled:
+                raise RuntimeError("with QRESYNC enabled, VANISHED replaces EXPUNGE")
             case Preauth():
                 raise RuntimeError("PREAUTH is only a greeting")
         return response.to_bytes(self.utf8)
@@ -234,4 +248,9 @@ class ServerConnection:
             return CommandError(event.tag, WRONG_STATE), stay
         if isinstance(event, StartTls) and self.tls:
             return CommandError(event.tag, ALREADY_TLS), stay  # RFC 9051 §6.2.1
+        if "QRESYNC" not in self.enabled and (
+            (isinstance(event, Select | Examine) and event.qresync is not None)
+            or (isinstance(event, Fetch) and event.request.vanished)
+        ):
+            return CommandError(event.tag, QRESYNC_NOT_ENABLED), stay
         return event, transition

@@ -426,3 +426,5 @@ NOT_A_LITERAL = Bad("{n-} is not a literal: LITERAL- is written {n+}")
 BAD_LITERAL_SIZE = Bye("Literal size out of range")  # the stream cannot be followed
 EXPECTED_DONE = Bad("Expected DONE")  # RFC 2177 §3
 AUTH_LINE_TOO_LONG = Bad("Authentication response too long")
+# RFC 7162 §3.2.5, §3.2.6: SELECT (QRESYNC ...) and FETCH (... VANISHED) need ENABLE QRESYNC
+QRESYNC_NOT_ENABLED = Bad("ENABLE QRESYNC first")
