@@ -1,11 +1,12 @@
 """IMAP extensions against a running server with real clients (imaplib, imapclient):
-the per-user session limit, APPEND's date-time, SEARCHRES, MULTIAPPEND and QRESYNC.
+the per-user session limit, APPEND's date-time, SEARCHRES and MULTIAPPEND (QRESYNC has
+tests/e2e/test_imap_qresync.py).
 
 One server for the module, with a limit of three sessions per user; each test works in a
 folder of its own, so tests do not see each other's messages.
 
 Standards: RFC 9051 §6.3.12 (APPEND date-time), RFC 5530 (LIMIT), RFC 5182 (SEARCHRES),
-RFC 3502 (MULTIAPPEND), RFC 7162 §3.2 (QRESYNC)
+RFC 3502 (MULTIAPPEND)
 """
 
 from __future__ import annotations
