@@ -1,9 +1,13 @@
-"""Replacing a small file durably: keys, certificates, DKIM state, the user agent's files.
+"""Durable files: replacing a small file, and directory fsyncs shared between threads.
 
-The new content goes to a temporary name created with its final mode (so a key or a
-password file is never readable by others, not even for a moment), is fsync'ed, renamed
-over the old file and the directory fsync'ed: after a crash the file is wholly old or
-wholly new. (The spool has its own writers, whose directory fsyncs are shared.)
+`replace_file` (keys, certificates, DKIM state, the user agent's files): the new content
+goes to a temporary name created with its final mode (so a key or a password file is never
+readable by others, not even for a moment), is fsync'ed, renamed over the old file and the
+directory fsync'ed: after a crash the file is wholly old or wholly new.
+
+`sync_dir` is the directory fsync of the hot paths (the spool's stores, Maildir
+deliveries): threads renaming into the same directory at the same time share one fsync
+that started after all their renames (group commit), instead of one each.
 
 Standards: POSIX rename(2), fsync(2)
 """
@@ -11,6 +15,7 @@ Standards: POSIX rename(2), fsync(2)
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -28,8 +33,78 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    sync_dir(path.parent)
+
+
+def sync_dir(directory: Path) -> None:
+    """fsync `directory`, sharing the fsync with every thread syncing it at the same time.
+
+    Returns once an fsync of the directory that started after this call has completed, so
+    every rename into it done before the call is durable. Raises what that fsync raised.
+    """
+    key = str(directory)
+    with _registry_lock:
+        group = _groups.get(key)
+        if group is None:
+            group = _groups[key] = _DirSync(directory)
+    group.sync()
+
+
+_registry_lock = threading.Lock()
+_groups: dict[str, _DirSync] = {}  # one per directory ever synced (a few per mailbox)
+
+
+class _DirSync:
+    """Group commit of one directory's fsync, for any number of threads.
+
+    `sync` returns once an fsync of the directory that *started after the
+    call* has completed, so every rename done before the call is durable. While
+    one fsync runs, callers wait; the next fsync then covers all of them at
+    once. A failed fsync fails every caller it would have covered (the kernel
+    may have dropped their entries, so a later success proves nothing for them).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._cond = threading.Condition()
+        self._started = 0  # generation of the last fsync started
+        self._completed = 0  # generation of the last fsync completed
+        self._failed = 0  # generation of the last fsync that failed
+        self._error: OSError | None = None
+        self._running = False
+
+    def sync(self) -> None:
+        with self._cond:
+            wanted = self._started + 1  # the first fsync that starts after this call
+            while self._completed < wanted:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running = True
+                self._started += 1
+                generation = self._started
+                self._cond.release()
+                try:
+                    error = _fsync_dir(self._directory)
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._completed = generation
+                    self._cond.notify_all()
+                if error is not None:
+                    self._failed, self._error = generation, error
+            if self._failed >= wanted and self._error is not None:
+                raise OSError(self._error.errno, self._error.strerror, str(self._directory))
+
+
+def _fsync_dir(directory: Path) -> OSError | None:
+    """fsync a directory; the error instead of raising it, for `_DirSync` to share."""
     try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return exc
+    return None

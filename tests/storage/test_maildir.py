@@ -7,6 +7,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -445,3 +446,23 @@ def test_a_deleted_index_is_rebuilt_although_another_session_had_it_open(
     fresh = store.mailbox("alice@a.test")
     assert fresh.uidvalidity > validity
     assert len(fresh.messages()) == 1
+
+
+def test_concurrent_deliveries_share_the_fsync_of_new(
+    inbox: MaildirMailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync, dir_syncs = os.fsync, []
+
+    def slow_fsync(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            dir_syncs.append(fd)
+            time.sleep(0.01)  # long enough for other deliveries to queue behind this one
+        real_fsync(fd)
+
+    inbox.deliver(MESSAGE)  # the folder exists before the clock starts
+    dir_syncs.clear()
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    with ThreadPoolExecutor(16) as pool:
+        keys = list(pool.map(lambda _: inbox.deliver(MESSAGE), range(64)))
+    assert len(dir_syncs) < len(keys)  # without group commit: one per delivery
+    assert set(keys) <= set(files(inbox, "new"))

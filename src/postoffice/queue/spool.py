@@ -17,7 +17,7 @@ and is removed. Spools written by older versions (the message file holds only th
 message and the state file in `active/` is the commit point) are read the same way: a
 message file without `_HEAD` and without a state file is an unacknowledged store.
 Methods block and are thread-safe: stores never share a file, and operations on one
-queue id take a lock striped by id. Directory fsyncs are group-committed (`_DirSync`):
+queue id take a lock striped by id. Directory fsyncs are group-committed (`fileio.sync_dir`):
 stores renaming into the same directory at the same time share one fsync that started
 after all their renames. A removal may skip its directory fsync when repeating the
 delivery after a crash is harmless (`remove(sync=False)`, see the scheduler).
@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from postoffice.fileio import sync_dir
 from postoffice.queue.entry import QueueEntry, QueueState, RecipientState
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,6 @@ class Spool:
         self._qid_lock = threading.Lock()
         self._last_micros = 0
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
-        self._dir_syncs = {
-            d: _DirSync(d) for d in (root, self._tmp, self._messages, *self._state_dirs.values())
-        }
         missing = [
             d for d in (self._tmp, self._messages, *self._state_dirs.values()) if not d.is_dir()
         ]
@@ -330,68 +328,12 @@ class Spool:
         os.fsync(fd)
 
     def _sync_dir(self, directory: Path) -> None:
-        self._dir_syncs[directory].sync()
+        sync_dir(directory)
 
     # Last in the class: from here on `list` names this method, not the builtin.
     def list(self, state: QueueState | None = None) -> list[QueueEntry]:
         """Entries in `state` (all if None), oldest first; unreadable ones are logged, skipped."""
         return self._load_all(tuple(QueueState) if state is None else (state,))
-
-
-class _DirSync:
-    """Group commit of one directory's fsync, for any number of threads.
-
-    `sync` returns once an fsync of the directory that *started after the
-    call* has completed, so every rename done before the call is durable. While
-    one fsync runs, callers wait; the next fsync then covers all of them at
-    once. A failed fsync fails every caller it would have covered (the kernel
-    may have dropped their entries, so a later success proves nothing for them).
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self._cond = threading.Condition()
-        self._started = 0  # generation of the last fsync started
-        self._completed = 0  # generation of the last fsync completed
-        self._failed = 0  # generation of the last fsync that failed
-        self._error: OSError | None = None
-        self._running = False
-
-    def sync(self) -> None:
-        with self._cond:
-            wanted = self._started + 1  # the first fsync that starts after this call
-            while self._completed < wanted:
-                if self._running:
-                    self._cond.wait()
-                    continue
-                self._running = True
-                self._started += 1
-                generation = self._started
-                self._cond.release()
-                try:
-                    error = _fsync_dir(self._directory)
-                finally:
-                    self._cond.acquire()
-                    self._running = False
-                    self._completed = generation
-                    self._cond.notify_all()
-                if error is not None:
-                    self._failed, self._error = generation, error
-            if self._failed >= wanted and self._error is not None:
-                raise OSError(self._error.errno, self._error.strerror, str(self._directory))
-
-
-def _fsync_dir(directory: Path) -> OSError | None:
-    """fsync a directory; the error instead of raising it, for `_DirSync` to share."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        return exc
-    return None
 
 
 def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:

@@ -65,6 +65,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from postoffice.fileio import sync_dir
 from postoffice.storage.base import MessageInfo, normalize_user
 from postoffice.storage.indexcache import IndexCache, SharedIndex
 from postoffice.storage.locks import MaildropLock, try_lock
@@ -113,14 +114,6 @@ _UIDVALIDITY_FILE = "postoffice-uidvalidity"  # in the user's directory: the las
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux ≥ 4.14; elsewhere read_cached never reads
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_dirs(path: Path) -> None:
     """Like ``mkdir -p`` (mode 0700), fsyncing each parent that gained an entry."""
     missing: list[Path] = []
@@ -130,7 +123,7 @@ def _make_dirs(path: Path) -> None:
     for directory in reversed(missing):
         with suppress(FileExistsError):
             directory.mkdir(mode=0o700)
-        _fsync_dir(directory.parent)
+        sync_dir(directory.parent)
 
 
 def _letters(flags: frozenset[str]) -> tuple[set[str], str]:
@@ -193,7 +186,7 @@ def _next_uidvalidity(user_dir: Path) -> int:
     finally:
         os.close(fd)
     if not text:  # a new file: its directory entry must be durable too
-        _fsync_dir(user_dir)
+        sync_dir(user_dir)
     return value
 
 
@@ -272,7 +265,7 @@ class MaildirMailbox:
                 (self.path / sub).mkdir(mode=0o700)
         if self._subfolder:  # Maildir++: marks a folder below INBOX
             os.close(os.open(self.path / "maildirfolder", os.O_CREAT | os.O_WRONLY, 0o600))
-        _fsync_dir(self.path)
+        sync_dir(self.path)
 
     def _new_name(self, delivery_id: str | None, size: int, when: float | None = None) -> str:
         micros = time.time_ns() // 1000 if when is None else max(round(when * 1e6), 0)
@@ -310,7 +303,7 @@ class MaildirMailbox:
                 tmp.unlink()
             raise
         try:
-            _fsync_dir(new.parent)
+            sync_dir(new.parent)
         except BaseException:  # not known to be durable: take it back so a retry is clean
             with suppress(OSError):
                 new.unlink()
@@ -659,7 +652,7 @@ class MaildirMailbox:
             db.executemany("DELETE FROM messages WHERE uid = ?", [(uid,) for uid in uids])
             self._record_expunged(db, uids, self._next_modseq(db))
             for sub in {entry.subdir for entry in found}:
-                _fsync_dir(self.path / sub)
+                sync_dir(self.path / sub)
         self._changed()
 
     @staticmethod
@@ -742,7 +735,7 @@ class MaildirStore:
         if not (path / "cur").is_dir():
             raise FileNotFoundError(f"no folder {folder!r}")
         os.rename(path, path.with_name(f"{_TOMBSTONE}{secrets.token_hex(8)}"))
-        _fsync_dir(path.parent)
+        sync_dir(path.parent)
         for tombstone in path.parent.glob(f"{_TOMBSTONE}*"):
             shutil.rmtree(tombstone, ignore_errors=True)
 
@@ -764,7 +757,7 @@ class MaildirStore:
                 raise FileExistsError(f"folder {destination.name[1:]!r} exists")
         for origin, destination in moves:
             os.rename(origin, destination)
-        _fsync_dir(base)
+        sync_dir(base)
 
     def lock_maildrop(self, address: str) -> MaildropLock | None:
         """The user's exclusive POP3 lock, or None while another session holds it."""
