@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from postoffice import config as configuration
-from postoffice import diskio
 from postoffice.clock import Clock, SystemClock
 from postoffice.config import Config, ConfigError
 from postoffice.control import ControlServer
@@ -37,8 +36,9 @@ from postoffice.queue.admin import control_handlers
 from postoffice.queue.backoff import Backoff
 from postoffice.queue.bounce import Bouncer
 from postoffice.queue.cleanup import Cleanup
+from postoffice.queue.entry import QueueEntry, QueueState
 from postoffice.queue.scheduler import Scheduler
-from postoffice.queue.spool import Spool, UnknownQid
+from postoffice.queue.spool import Spool
 from postoffice.servers.imap import BUSY_LINE as IMAP_BUSY
 from postoffice.servers.imap import ImapContext, ImapSession, UserSessions
 from postoffice.servers.listener import ConnectionCounter, Listener, SessionFactory
@@ -209,7 +209,6 @@ class Server:
         self._contexts: dict[str, SmtpContext] = {}
         self._imap_sessions = UserSessions()  # per-user IMAP session counts survive SIGHUP
         self._scheduler_task: asyncio.Task[None] | None = None
-        self._handoffs: set[asyncio.Task[None]] = set()  # scheduling what receivers stored
         self._queued_pipe: QueuedPipe | None = None
         self._build_contexts(config)
 
@@ -281,20 +280,14 @@ class Server:
         self.cleanup.on_queued = pipe
         return await self._listen([r for r in self._roles() if r[0] in SMTP_ROLES])
 
-    def _queued_elsewhere(self, qid: str) -> None:
-        """A receiver stored `qid`: schedule it as if it had been stored here."""
-
-        async def schedule() -> None:
-            try:
-                entry = await diskio.run(self.spool.load, qid)
-            except (UnknownQid, ValueError, OSError) as exc:
-                self.log.warning("queued_elsewhere_unreadable", qid=qid, error=repr(exc))
-                return
-            self.scheduler.notify(entry)
-
-        task = asyncio.create_task(schedule())
-        self._handoffs.add(task)
-        task.add_done_callback(self._handoffs.discard)
+    def _queued_elsewhere(self, line: bytes) -> None:
+        """A receiver stored this entry: schedule it as if it had been stored here."""
+        try:
+            entry = QueueEntry.from_json(line, QueueState.ACTIVE)
+        except ValueError as exc:  # the spool still has it: the next start recovers it
+            self.log.warning("queued_elsewhere_unreadable", error=repr(exc))
+            return
+        self.scheduler.notify(entry)
 
     def _roles(self) -> list[tuple[str, str, tuple[str, ...], bool]]:
         conf = self.config

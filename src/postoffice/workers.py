@@ -9,8 +9,9 @@ takes fewer. The first process stays the only one that delivers, owns the contro
 socket, POP3 and IMAP: the queue has one scheduler and the mailboxes one notifier.
 
 A receiver stores a message durably in the shared spool exactly as the main process
-does, answers 250, and then writes the queue id to its own pipe to the main process,
-which schedules it (one pipe per receiver, so lines of two receivers never mix). A
+does, answers 250, and then writes the entry (its JSON, one line) to its own pipe to the
+main process, which schedules it without reading it back from the disk (one pipe per
+receiver, so lines of two receivers never mix). A
 receiver waits for the main process's go before it accepts, because the main process
 first recovers the spool, which removes what a cut-off store left behind. Receivers
 fork before any event loop, thread or database exists, and ask the kernel to send them
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from postoffice.config import Config, parse_hostport
+from postoffice.queue.entry import QueueEntry
 
 SMTP_ROLES = ("smtp", "submission", "submissions")
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -160,10 +162,9 @@ class QueuedPipe:
             asyncio.Protocol, os.fdopen(fd, "wb", buffering=0)
         )
 
-    def __call__(self, entry: object) -> None:
-        qid = getattr(entry, "qid", "")
+    def __call__(self, entry: QueueEntry) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(qid.encode() + b"\n")
+            self._transport.write(entry.to_json() + b"\n")  # one line: JSON escapes newlines
 
     def close(self) -> None:
         if self._transport is not None:
@@ -171,31 +172,31 @@ class QueuedPipe:
 
 
 class _QueuedReader(asyncio.Protocol):
-    def __init__(self, on_qid: Callable[[str], None], on_exit: Callable[[], None]) -> None:
-        self._on_qid = on_qid
+    def __init__(self, on_entry: Callable[[bytes], None], on_exit: Callable[[], None]) -> None:
+        self._on_entry = on_entry
         self._on_exit = on_exit
         self._partial = b""
 
     def data_received(self, data: bytes) -> None:
         *lines, self._partial = (self._partial + data).split(b"\n")
         for line in lines:
-            self._on_qid(line.decode("ascii", "replace"))
+            self._on_entry(line)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._on_exit()
 
 
 async def listen_for_queued(
-    prebound: Prebound, on_qid: Callable[[str], None], on_exit: Callable[[int], None]
+    prebound: Prebound, on_entry: Callable[[bytes], None], on_exit: Callable[[int], None]
 ) -> None:
-    """Main process: call `on_qid` for every queue id a receiver stored, `on_exit` at its end.
+    """Main process: `on_entry` gets each entry a receiver stored (JSON), `on_exit` its end.
 
     The others go on accepting on the shared sockets when one receiver ends.
     """
     loop = asyncio.get_running_loop()
     for receiver in prebound.receivers:
         await loop.connect_read_pipe(
-            lambda pid=receiver.pid: _QueuedReader(on_qid, lambda: on_exit(pid)),
+            lambda pid=receiver.pid: _QueuedReader(on_entry, lambda: on_exit(pid)),
             os.fdopen(receiver.queued, "rb", buffering=0),
         )
 
