@@ -34,7 +34,22 @@ class BaseSession:
 
     Subclasses say who they are (`listener_name`, a `ctx` with the log), greet, run their loop,
     and may `finish` (release what they hold) and add to the `summary` logged at the end.
+    Slots, not an instance dict: thousands of idle sessions each carry these fields.
     """
+
+    __slots__ = (
+        "after_reply",
+        "client",
+        "client_ip",
+        "idle",
+        "loopback",
+        "plaintext",
+        "reader",
+        "stopping",
+        "task",
+        "tls",
+        "writer",
+    )
 
     ctx: _Context  # set by each subclass: what its sessions share
     listener_name = ""  # "smtp", "pop3", … in the connect/disconnect log lines

@@ -131,7 +131,27 @@ class SmtpContext:
 
 
 class SmtpSession(BaseSession):
-    """One client connection."""
+    """One client connection.
+
+    Slots and a dispatch table shared by the class: a server holds thousands of idle
+    sessions, and each instance dict or table of bound methods would cost every one of them.
+    """
+
+    __slots__ = (
+        "body_octets",
+        "body_started",
+        "command_deadline",
+        "conn",
+        "ctx",
+        "errors",
+        "helo",
+        "locked_strikes",
+        "login",
+        "messages",
+        "recipients",
+        "sender",
+        "user",
+    )
 
     def __init__(
         self,
@@ -155,24 +175,6 @@ class SmtpSession(BaseSession):
         self.command_deadline: float | None = None  # loop time the next command is due by
         self.body_started: float | None = None  # loop time the message body began
         self.body_octets = 0
-        self.handlers: dict[type, Callable[[object], Awaitable[Reply]]] = {
-            events.Helo: self.on_helo,  # type: ignore[dict-item]
-            events.MailFrom: self.on_mail,  # type: ignore[dict-item]
-            events.RcptTo: self.on_rcpt,  # type: ignore[dict-item]
-            events.Data: self.on_data,  # type: ignore[dict-item]
-            events.BdatChunk: self.on_bdat_chunk,  # type: ignore[dict-item]
-            events.EndOfData: self.on_end_of_data,  # type: ignore[dict-item]
-            events.Rset: self.on_rset,  # type: ignore[dict-item]
-            events.Noop: self.on_noop,  # type: ignore[dict-item]
-            events.Quit: self.on_quit,  # type: ignore[dict-item]
-            events.Vrfy: self.on_vrfy,  # type: ignore[dict-item]
-            events.Expn: self.on_not_offered,  # type: ignore[dict-item]
-            events.Help: self.on_help,  # type: ignore[dict-item]
-            events.StartTls: self.on_starttls,  # type: ignore[dict-item]
-            events.Auth: self.on_auth,  # type: ignore[dict-item]
-            events.AuthData: self.on_auth_data,  # type: ignore[dict-item]
-            events.CommandError: self.on_error,  # type: ignore[dict-item]
-        }
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -205,8 +207,7 @@ class SmtpSession(BaseSession):
                 self.ctx.log.event("rate_limited", client=self.client, what="commands")
                 await self.goodbye(TOO_FAST)
                 return
-            handler = self.handlers[type(event)]
-            reply = await handler(event)
+            reply = await _HANDLERS[type(event)](self, event)
             self.writer.write(conn.send(reply))
             await self.run_after_reply()
             if self.stopping and self.between_transactions and not conn.closed:
@@ -516,6 +517,27 @@ class SmtpSession(BaseSession):
         if self.conn.state not in (State.MAIL, State.RCPT):
             self.reset()  # the core ended the transaction (e.g. a refused DATA body)
         return event.reply
+
+
+# Each event of the core to its handler (unbound: one table for every session).
+_HANDLERS: dict[type, Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
+    events.Helo: SmtpSession.on_helo,
+    events.MailFrom: SmtpSession.on_mail,
+    events.RcptTo: SmtpSession.on_rcpt,
+    events.Data: SmtpSession.on_data,
+    events.BdatChunk: SmtpSession.on_bdat_chunk,
+    events.EndOfData: SmtpSession.on_end_of_data,
+    events.Rset: SmtpSession.on_rset,
+    events.Noop: SmtpSession.on_noop,
+    events.Quit: SmtpSession.on_quit,
+    events.Vrfy: SmtpSession.on_vrfy,
+    events.Expn: SmtpSession.on_not_offered,
+    events.Help: SmtpSession.on_help,
+    events.StartTls: SmtpSession.on_starttls,
+    events.Auth: SmtpSession.on_auth,
+    events.AuthData: SmtpSession.on_auth_data,
+    events.CommandError: SmtpSession.on_error,
+}
 
 
 def _addr(address: Address | None) -> str:
