@@ -347,3 +347,63 @@ def test_uidvalidity_and_uids_survive_a_restart(tmp_path: Path) -> None:
         client.logout()
     finally:
         proc.stop()
+
+
+def test_fetch_responses_byte_for_byte(imap: ServerProcess) -> None:
+    """Whole bodies and listings come from templates (servers/imap_mailbox.py): what they
+    write must be what the general serialiser would, for large and small messages, peeked,
+    newly seen (FLAGS told) and already seen, with distinct flag sets in one listing."""
+    large = b"Subject: large\r\n\r\n" + b"x" * 2000 + b"\r\n"
+    small = b"Subject: small\r\n\r\nhi\r\n"
+    client = connect(imap)
+    assert client.append("INBOX", "(\\Flagged)", None, large)[0] == "OK"
+    assert client.append("INBOX", None, None, small)[0] == "OK"
+    client.select("INBOX")
+    uids = [int(u) for u in client.uid("SEARCH", "ALL")[1][0].split()]
+    client.logout()
+    first, second = uids
+    with socket.create_connection((imap.host, imap.imap_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+
+        def command(line: bytes, size: int) -> bytes:
+            """Send `line`; everything up to and with its tagged completion."""
+            sock.sendall(line + b"\r\n")
+            tag, data = line.split(b" ", 1)[0] + b" ", b""
+            while not (data.endswith(b"\r\n") and data.rsplit(b"\r\n", 2)[-2].startswith(tag)):
+                data += reader.read1(size)
+            return data
+
+        command(f'a LOGIN "{USER}" "{PASSWORD}"'.encode(), 4096)
+        command(b"b SELECT INBOX", 4096)
+        got = command(b"c UID FETCH 1:* (FLAGS BODY.PEEK[] RFC822.SIZE)", 8192)
+        assert got == (
+            b"* 1 FETCH (FLAGS (\\Flagged) BODY[] {%d}\r\n%s RFC822.SIZE %d UID %d)\r\n"
+            % (len(large), large, len(large), first)
+            + b"* 2 FETCH (FLAGS () BODY[] {%d}\r\n%s RFC822.SIZE %d UID %d)\r\n"
+            % (len(small), small, len(small), second)
+            + b"c OK FETCH completed\r\n"
+        )
+        got = command(b"d FETCH 1 BODY[]", 8192)  # sets \Seen: FLAGS is told
+        assert got == (
+            b"* 1 FETCH (BODY[] {%d}\r\n%s FLAGS (\\Flagged \\Seen))\r\n" % (len(large), large)
+            + b"d OK FETCH completed\r\n"
+        )
+        got = command(b"e FETCH 1:2 RFC822", 8192)  # 1 is seen already, 2 is not
+        assert got == (
+            b"* 1 FETCH (RFC822 {%d}\r\n%s)\r\n" % (len(large), large)
+            + b"* 2 FETCH (RFC822 {%d}\r\n%s FLAGS (\\Seen))\r\n" % (len(small), small)
+            + b"e OK FETCH completed\r\n"
+        )
+        got = command(b"f UID FETCH 1:* (UID FLAGS RFC822.SIZE)", 4096)
+        assert got == (
+            b"* 1 FETCH (UID %d FLAGS (\\Flagged \\Seen) RFC822.SIZE %d)\r\n" % (first, len(large))
+            + b"* 2 FETCH (UID %d FLAGS (\\Seen) RFC822.SIZE %d)\r\n" % (second, len(small))
+            + b"f OK FETCH completed\r\n"
+        )
+        got = command(b"g FETCH 2 (INTERNALDATE FLAGS)", 4096)
+        assert re.fullmatch(
+            rb'\* 2 FETCH \(INTERNALDATE "\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d \+0000" FLAGS '
+            rb"\(\\Seen\)\)\r\ng OK FETCH completed\r\n",
+            got,
+        ), got

@@ -300,6 +300,11 @@ def test_read_cached_gives_listed_small_messages_and_never_guesses(
     assert inbox.read_cached(key, 4096) is None  # renamed by a foreign tool
     assert inbox.read(key) == MESSAGE  # found again
     assert inbox.read_cached(key, 4096) == MESSAGE
+    size = len(MESSAGE)  # the listed size, given, spares the fstat but is checked
+    assert inbox.read_cached(key, 4096, size) == MESSAGE
+    assert inbox.read_cached(key, 4096, size - 1) is None
+    assert inbox.read_cached(key, 4096, size + 1) is None
+    assert inbox.read_cached(big, 4096, size * 100) is None  # over the limit
 
 
 def test_two_sessions_share_the_index(store: MaildirStore) -> None:

@@ -462,11 +462,9 @@ class ImapSession(FolderCommands, BaseSession):
             gone = await asyncio.to_thread(view.vanished, event.sequence, since)
             if gone is not None:
                 self.out(gone)
-        chosen = [
-            (number, info)
-            for number, info in view.targets(event.sequence, uid=event.uid)
-            if since is None or info.modseq > since
-        ]
+        chosen = view.targets(event.sequence, uid=event.uid)
+        if since is not None:
+            chosen = [(number, info) for number, info in chosen if info.modseq > since]
         if not content:  # a listing: ready lines from the core's template, a chunk a write
             for lines in view.summaries(chosen, attributes, self.conn.utf8):
                 self.writer.write(self.conn.send(responses.FetchLines(lines)))
@@ -477,14 +475,12 @@ class ImapSession(FolderCommands, BaseSession):
         batches = list(_batches(chosen, content))
         async with contextlib.aclosing(_read_ahead(view, batches, sets_seen, content)) as loads:
             async for loaded in loads:
-                lines = []
-                for number, info, data, marked in loaded:
+                for number, info, _, marked in loaded:
                     if marked:
                         view.replace(info, number)
-                    items = view.fetch_items(info, with_flags if marked else attributes, data)
-                    lines.append(self.conn.send(responses.FetchResult(number, tuple(items))))
+                lines = view.fetch_lines(loaded, attributes, with_flags, self.conn.utf8)
                 await self.writer.drain()
-                self.writer.write(b"".join(lines))
+                self.writer.write(self.conn.send(responses.FetchLines(lines)))
         return Ok("FETCH completed")
 
     async def on_store(self, event: events.Store) -> responses.Response:
@@ -633,7 +629,8 @@ _BATCH_OCTETS = 1 << 20  # of message content read for one batch
 async def _read_ahead(
     view: SelectedMailbox, batches: list[list[tuple[int, MessageInfo]]], seen: bool, content: bool
 ) -> AsyncIterator[list[tuple[int, MessageInfo, bytes | None, bool]]]:
-    """Each batch as `SelectedMailbox.load` gives it, from a worker thread. Content is read
+    """Each batch as `SelectedMailbox.load` gives it: on the event loop while the messages
+    are in the page cache (`load_cached`), else from a worker thread, where content is read
     one batch ahead, while the previous one is being sent (the disk and the client's reading
     overlap), unless fetching sets \\Seen: only messages about to be sent are marked."""
     if not (content or seen):
@@ -648,6 +645,11 @@ async def _read_ahead(
     ahead: asyncio.Future[Any] | None = None
     try:
         for index, batch in enumerate(batches):
+            if ahead is None and content and not seen:
+                ready = view.load_cached(batch)
+                if ready is not None:
+                    yield ready
+                    continue
             current = ahead or start(batch)
             ahead = start(batches[index + 1]) if index + 1 < len(batches) and not seen else None
             yield await current

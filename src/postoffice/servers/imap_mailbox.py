@@ -26,7 +26,7 @@ import datetime
 import email.header
 import email.utils
 import functools
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from operator import attrgetter
 
 from postoffice.protocols.imap import mime, responses, search, sections, serializer, structure
@@ -41,6 +41,7 @@ _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _CONTENT_FREE = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _CACHED_MAX = 1 << 20  # larger messages are read with `Mailbox.read`
 _SUMMARY_LINES = 1024  # FETCH lines of a listing formatted and written at once
+_WHOLE = Section()  # BODY[]: the whole message
 
 
 @functools.lru_cache(maxsize=256)  # a mailbox has few distinct flag sets
@@ -275,31 +276,47 @@ class SelectedMailbox:
         utf8: bool,
     ) -> Iterator[bytes]:
         """FETCH lines of content-free `attributes` (not `needs_content`) for `chosen`, in
-        chunks: one `%` per message on the core's template, each distinct flag list written
-        once (a large mailbox has few)."""
-        written: dict[frozenset[str], bytes] = {}
-
-        def flags(info: MessageInfo) -> bytes:
-            data = written.get(info.flags)
-            if data is None:
-                data = written[info.flags] = serializer.write(flag_atoms(info.flags), utf8)
-            return data
-
-        def date(info: MessageInfo) -> bytes:
-            return serializer.write(internaldate(info.internaldate), utf8)
-
-        column: dict[str, Callable[[MessageInfo], int | bytes]] = {
-            "UID": _uid,
-            "RFC822.SIZE": attrgetter("size"),
-            "MODSEQ": attrgetter("modseq"),
-            "FLAGS": flags,
-            "INTERNALDATE": date,
-        }
-        columns = [column[attr.name] for attr in attributes]
-        template = responses.FetchLines.template(tuple(a.response_name for a in attributes))
+        chunks: one `%` per message on the core's template, made once per distinct flag
+        list with that list written in (a large mailbox has few)."""
+        names = tuple(a.response_name for a in attributes)
+        templates = _Templates(names, utf8)
+        values = _values([name for name in names if name != "FLAGS"], utf8)
         for start in range(0, len(chosen), _SUMMARY_LINES):
             chunk = chosen[start : start + _SUMMARY_LINES]
-            yield b"".join([template % (n, *[get(info) for get in columns]) for n, info in chunk])
+            yield b"".join([templates[info.flags] % (n, *values(info)) for n, info in chunk])
+
+    def fetch_lines(
+        self,
+        loaded: list[tuple[int, MessageInfo, bytes | None, bool]],
+        attributes: tuple[FetchAttribute, ...],
+        with_flags: tuple[FetchAttribute, ...],
+        utf8: bool,
+    ) -> bytes:
+        """The FETCH responses for a batch `load` gave (`with_flags` for newly seen ones).
+
+        When the one content item is the whole message (BODY[], RFC822), a line is the
+        core's template cut around the octets, which are copied once, into the result; a
+        message the serialiser might quote (short) and one just marked \\Seen (FLAGS
+        added) go the general way."""
+        content = [at for at, a in enumerate(attributes) if a.name not in _CONTENT_FREE]
+        whole = len(content) == 1 and _whole_message(attributes[content[0]])
+        if whole:
+            at = content[0]
+            names = tuple(a.response_name for a in attributes)
+            head, tail = responses.FetchLines.around(names, at)
+            before, after = _values(names[:at], utf8), _values(names[at + 1 :], utf8)
+        pieces = []
+        for number, info, data, marked in loaded:
+            if whole and not marked and data is not None and len(data) > serializer.QUOTED_MAX:
+                pieces += (
+                    head % (number, *before(info), len(data)),
+                    data,
+                    tail % (*after(info),),
+                )
+            else:
+                items = self.fetch_items(info, with_flags if marked else attributes, data)
+                pieces.append(responses.FetchResult(number, tuple(items)).to_bytes(utf8))
+        return b"".join(pieces)
 
     def load(
         self, chosen: list[tuple[int, MessageInfo]], *, content: bool, seen: bool
@@ -322,6 +339,21 @@ class SelectedMailbox:
             loaded.append((number, info, data, marked))
         return loaded
 
+    def load_cached(
+        self, chosen: list[tuple[int, MessageInfo]]
+    ) -> list[tuple[int, MessageInfo, bytes | None, bool]] | None:
+        """`load` with content, without \\Seen, on the event loop: the batch when every
+        message is small and wholly in the page cache (`read_cached` never waits for the
+        disk), else None and the batch goes to a worker thread. Spares a thread hop and
+        the GIL's hand-overs per batch when the mailbox is warm, as it usually is."""
+        loaded = []
+        for number, info in chosen:
+            data = self.mailbox.read_cached(info.key, _CACHED_MAX, info.size)
+            if data is None:
+                return None
+            loaded.append((number, info, data, False))
+        return loaded
+
     def _read(self, key: str) -> bytes:
         """The message's octets: straight from the page cache when it is there (no file
         object, half the cost of `read` for a small message), else `read`."""
@@ -331,6 +363,51 @@ class SelectedMailbox:
     @staticmethod
     def needs_content(attributes: tuple[FetchAttribute, ...]) -> bool:
         return any(a.name not in _CONTENT_FREE for a in attributes)
+
+
+@functools.lru_cache(maxsize=256)
+def _flag_list(flags: frozenset[str], utf8: bool) -> bytes:
+    return serializer.write(flag_atoms(flags), utf8)
+
+
+class _Templates(dict[frozenset[str], bytes]):
+    """FETCH line templates by flag set, each made when first asked for."""
+
+    def __init__(self, names: tuple[str, ...], utf8: bool) -> None:
+        super().__init__()
+        self.names, self.utf8 = names, utf8
+
+    def __missing__(self, flags: frozenset[str]) -> bytes:
+        written = _flag_list(flags, self.utf8) if "FLAGS" in self.names else None
+        template = self[flags] = responses.FetchLines.template(self.names, written)
+        return template
+
+
+_FIELDS = {"UID": "uid", "RFC822.SIZE": "size", "MODSEQ": "modseq"}  # MessageInfo's
+
+
+def _values(names: Sequence[str], utf8: bool) -> Callable[[MessageInfo], Sequence[Value]]:
+    """What a template wants for content-free items `names` of a message, in order: one
+    C-level `attrgetter` call when they are plain numbers."""
+    if len(names) > 1 and all(name in _FIELDS for name in names):
+        return attrgetter(*[_FIELDS[name] for name in names])
+
+    def one(name: str) -> Callable[[MessageInfo], Value]:
+        if name == "FLAGS":
+            return lambda info: _flag_list(info.flags, utf8)
+        if name == "INTERNALDATE":
+            return lambda info: serializer.write(internaldate(info.internaldate), utf8)
+        return attrgetter(_FIELDS[name])
+
+    getters = [one(name) for name in names]
+    return lambda info: [get(info) for get in getters]
+
+
+def _whole_message(attr: FetchAttribute) -> bool:
+    """BODY[], BODY.PEEK[] or RFC822: the message's octets as they are."""
+    if attr.name == "RFC822":
+        return True
+    return attr.name == "BODY" and attr.section == _WHOLE and attr.partial is None
 
 
 def _within(ranges: tuple[tuple[int, int], ...], number: int) -> bool:

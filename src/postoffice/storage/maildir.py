@@ -560,34 +560,37 @@ class MaildirMailbox:
         self._files[key] = f"{entry.subdir}/{entry.name}"
         return use(self.path / entry.subdir / entry.name)
 
-    def read_cached(self, key: str, limit: int) -> bytes | None:
+    def read_cached(self, key: str, limit: int, size: int | None = None) -> bytes | None:
         """The message, if it was listed, is at most `limit` octets and is wholly in the page
         cache; else None (then `read` it on a worker thread).
 
         Never waits for the disk to read data: ``preadv2(RWF_NOWAIT)`` fails rather than
         start I/O, so the event loop may call this. What it may wait on is the open's
         lookup of a name `messages()` just listed (its inode, a few KiB, is normally cached
-        too). A short read (part of the file cached) also gives None.
+        too). A short read (part of the file cached) also gives None. `size`, the octets
+        the listing gave (`MessageInfo.size`), spares the ``fstat``: one octet more is
+        asked for, so a file of any other size reads short or long and gives None.
         """
         known = self._files.get(key)
-        if known is None or _NOWAIT is None:
+        if known is None or _NOWAIT is None or (size is not None and size > limit):
             return None
         try:
             fd = os.open(f"{self.path}/{known}", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
-            size = os.fstat(fd).st_size
-            if size > limit:
-                return None
-            buffer = bytearray(size)
+            if size is None:
+                size = os.fstat(fd).st_size
+                if size > limit:
+                    return None
+            buffer = bytearray(size + 1)
             if os.preadv(fd, [buffer], 0, _NOWAIT) != size:
                 return None
         except OSError:  # EAGAIN: not in the cache; EOPNOTSUPP: the file system cannot tell
             return None
         finally:
             os.close(fd)
-        return bytes(buffer)
+        return bytes(memoryview(buffer)[:size])
 
     def open(self, key: str) -> BinaryIO:
         return self._with_file(key, lambda path: path.open("rb"))

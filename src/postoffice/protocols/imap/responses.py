@@ -307,6 +307,11 @@ class FetchResult:
 _TEMPLATE_ITEMS = {"UID": "UID %d", "RFC822.SIZE": "RFC822.SIZE %d", "MODSEQ": "MODSEQ (%d)"}
 
 
+def _template_items(names: tuple[str, ...], flags: bytes | None = None) -> list[str]:
+    fixed = {} if flags is None else {"FLAGS": "FLAGS " + flags.decode("ascii").replace("%", "%%")}
+    return [fixed.get(name) or _TEMPLATE_ITEMS.get(name, name + " %s") for name in names]
+
+
 @dataclass(frozen=True, slots=True)
 class FetchLines:
     """Many ``* n FETCH (...)`` lines at once, for items that need no message content: the
@@ -317,10 +322,21 @@ class FetchLines:
     data: bytes
 
     @staticmethod
-    def template(names: tuple[str, ...]) -> bytes:
-        """``* %d FETCH (UID %d FLAGS %s ...)\r\n`` for response names `names`."""
-        items = " ".join(_TEMPLATE_ITEMS.get(name, name + " %s") for name in names)
+    def template(names: tuple[str, ...], flags: bytes | None = None) -> bytes:
+        """``* %d FETCH (UID %d FLAGS %s ...)\r\n`` for response names `names`; with
+        `flags` (a written flag list), FLAGS is that list instead of a ``%s``."""
+        items = " ".join(_template_items(names, flags))
         return b"* %%d FETCH (%s)\r\n" % items.encode("ascii")
+
+    @staticmethod
+    def around(names: tuple[str, ...], at: int) -> tuple[bytes, bytes]:
+        """The template of `names` cut where item `at`'s value, a literal, goes: the head
+        ends with its ``{%d}\r\n`` (the octet count is its last value), the octets follow,
+        then the tail (the items after it). Whole bodies go out with no copy but one."""
+        items = _template_items(names)
+        head = " ".join([*items[:at], names[at] + " {%d}\r\n"])
+        tail = "".join(" " + item for item in items[at + 1 :]) + ")\r\n"
+        return b"* %%d FETCH (%s" % head.encode("ascii"), tail.encode("ascii")
 
     def to_bytes(self, utf8: bool) -> bytes:
         return self.data
