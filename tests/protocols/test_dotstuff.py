@@ -55,6 +55,13 @@ def test_stuff_lines_cannot_be_tricked_into_ending_early() -> None:
     assert unstuff(stuff_lines(["a\r\n.\r\nb"])) == b"a\r\n.\r\nb\r\n"
 
 
+def test_as_many_bare_crs_as_bare_lfs_are_still_normalised() -> None:
+    # every CR and LF is counted once in a CRLF only if none is bare: "\rx\n" has a CR
+    # and an LF in that order, but no CRLF
+    assert encode(b"a\rx\nb\r\n") == b"a\r\nx\r\nb\r\n.\r\n"
+    assert encode(b"\n\r") == b"\r\n\r\n.\r\n"
+
+
 PIECES = [b"\r", b"\n", b"\r\n", b".", b"..", b"a", b" ", b"\xc3\xa9", b"\r\n.\r\n", b"\n.\n"]
 
 

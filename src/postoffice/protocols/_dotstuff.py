@@ -5,11 +5,11 @@ the same way: lines end in CRLF, a line that starts with "." gets one more in fr
 line holding only "." ends the block. `DotEncoder` is the one implementation both use. It
 turns bare CR and bare LF into CRLF (so what goes out is exactly the CRLF form that sizes are
 counted in), stuffs, adds a missing final CRLF and the ".CRLF" terminator. It works chunk by
-chunk with `bytes.replace`, and `re.sub` only for a chunk that holds a bare CR or LF (three
-`bytes.count`s tell, several times cheaper than the substitution over a CRLF file). Across
-chunks it carries only whether the output is at a line start and whether a CR was held back
-(its LF may open the next chunk), so a big message streams through in bounded memory and any
-split of the input gives the same output.
+chunk with `bytes.replace`, and `re.sub` only for a chunk that holds a bare CR or LF (a
+count of CRLFs and a filter keeping only CRs and LFs tell, far cheaper than the substitution).
+Across chunks it carries only whether the output is at a line start and whether a CR was held
+back (its LF may open the next chunk), so a big message streams through in bounded memory and
+any split of the input gives the same output.
 
 Standards: RFC 5321 §2.3.8, §4.1.1.4, §4.5.2; RFC 1939 §3
 """
@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 
 _LINE_END = re.compile(rb"\r\n?|\n")  # CRLF, bare CR or bare LF
+_NOT_CR_LF = bytes(octet for octet in range(256) if octet not in b"\r\n")
 
 
 class DotEncoder:
@@ -49,8 +50,9 @@ class DotEncoder:
     def _encode(self, data: bytes) -> bytes:
         if not data:
             return b""
-        lf = data.count(b"\n")
-        if lf != data.count(b"\r") or lf != data.count(b"\r\n"):  # a bare CR or LF in there
+        # every CR and LF is in a CRLF when there are twice as many as CRLFs (a one-byte
+        # filter is cheaper than two more counts on Python 3.11)
+        if len(data.translate(None, _NOT_CR_LF)) != 2 * data.count(b"\r\n"):
             data = _LINE_END.sub(b"\r\n", data)  # RFC 5321 §2.3.8: CR and LF only as CRLF
         # RFC 5321 §4.5.2, RFC 1939 §3: every LF here ends a CRLF, so "\n." opens a line
         data = data.replace(b"\n.", b"\n..")
@@ -62,6 +64,8 @@ class DotEncoder:
 
 def stuff_lines(lines: Iterable[str]) -> bytes:
     """Text lines (UTF-8, without line ends) as a complete dot-terminated block."""
+    lines = list(lines)
+    text = "\r\n".join(lines) + "\r\n" if lines else ""  # one encode, not one per line
     encoder = DotEncoder()
-    body = encoder.feed(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
+    body = encoder.feed(text.encode("utf-8"))
     return body + encoder.finish()

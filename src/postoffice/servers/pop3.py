@@ -101,6 +101,7 @@ class Pop3Session(BaseSession):
         self.mailbox: Mailbox | None = None
         self.messages: list[MessageInfo] = []  # frozen at login (RFC 1939 §4)
         self.deleted: set[int] = set()  # message numbers marked by DELE
+        self.sized_files = True  # files hold the listed (CRLF) octets: no fstat to read one
         self.errors = 0
         self.idle_since = 0.0  # loop time when the session began waiting for the client
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -397,7 +398,8 @@ class Pop3Session(BaseSession):
         if isinstance(info, Err):
             return self.conn.send(info)
         assert self.mailbox is not None
-        content = self.mailbox.read_cached(info.key, CHUNK)
+        size = info.size if self.sized_files else None
+        content = self.mailbox.read_cached(info.key, CHUNK, size)
         if content is None:
             return None
         lines = event.lines if type(event) is events.Top else None  # type: ignore[union-attr]
@@ -425,6 +427,8 @@ class Pop3Session(BaseSession):
         except (OSError, KeyError):
             return self.conn.send(Err("message vanished from the maildrop", "SYS/PERM"))
         if isinstance(content, bytes):
+            if len(content) != info.size:  # stored with LF: sized reads would always miss
+                self.sized_files = False
             return self.encode_message(info, content, body_lines)
         status = self.conn.send_multiline_start(Ok(f"{info.size} octets"))
         encoder = self.conn.message_encoder()

@@ -84,8 +84,10 @@ class OkLines:
 
     def __post_init__(self) -> None:
         _status("+OK", _one_line(self.text))
-        for line in self.lines:
-            _one_line(line)
+        joined = "".join(self.lines)  # one scan for CR and LF, not a call per line
+        if "\r" in joined or "\n" in joined:
+            for line in self.lines:
+                _one_line(line)  # raises for the first bad line
 
     def to_bytes(self) -> bytes:
         return _status("+OK", self.text) + stuff_lines(self.lines)
