@@ -14,14 +14,26 @@ and made again, is opened afresh; the replaced connection closes once its last u
 recently used first out, bounded by folders (each holds three file descriptors) and by the
 messages listed (a few hundred bytes each).
 
+Cached listings are the bulk of what a server process keeps: after a few large mailboxes were
+listed, every full collection of Python's cyclic garbage collector walked their tens of
+thousands of `MessageInfo` objects and stopped the event loop for 30-55 ms, the SMTP p99
+(docs/performance.md). So each time the listed messages pass their highest mark so far by
+`FREEZE_STEP`, the cache collects and then freezes (`gc.freeze`): what is alive then leaves
+the collector's sight. A cycle among frozen objects that dies later is never reclaimed, so
+freezes are few: at most `MESSAGES // FREEZE_STEP` in a process's life. An SQLite connection
+is such a cycle (with its statement cache) and holds file descriptors: a `SharedIndex` closes
+its index when it goes, rather than leaving that to the collector.
+
 Standards: none (SQLite WAL mode).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -32,6 +44,7 @@ from postoffice.storage.sqlite import SqliteFile
 
 FOLDERS = 32  # each: three file descriptors and up to 512 KiB of SQLite page cache
 MESSAGES = 50_000  # listed messages kept, a few hundred bytes each: ~15 MiB at most
+FREEZE_STEP = 5_000  # listed messages beyond the highest mark that make the cache freeze
 _serials = itertools.count(1)
 
 
@@ -43,7 +56,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class SharedIndex:
     """One folder's index as every mailbox object of this process on that folder sees it."""
 
@@ -63,6 +76,7 @@ class IndexCache:
         self._entries: OrderedDict[Path, SharedIndex] = OrderedDict()
         self._folders, self._messages = folders, messages
         self._listed = 0  # messages in all cached listings
+        self._frozen = 0  # the most messages listed at a freeze
 
     def get(self, path: Path) -> SharedIndex | None:
         """The shared index of `path` if it is open here and still the file at `path`."""
@@ -77,6 +91,7 @@ class IndexCache:
     def put(self, path: Path, index: SqliteFile) -> SharedIndex:
         """Share a newly opened index of `path` (replacing an older one)."""
         shared = SharedIndex(index, _identity(path))
+        weakref.finalize(shared, index.close)  # once no mailbox object uses it any more
         with self._lock:
             self._drop(path)
             self._entries[path] = shared
@@ -96,6 +111,12 @@ class IndexCache:
             shared.listing = (stamp, listing)
             self._listed += len(listing)
             self._evict()
+            freeze = self._listed >= self._frozen + FREEZE_STEP
+            if freeze:
+                self._frozen = self._listed
+        if freeze:  # outside the lock: finalizers run during the collection
+            gc.collect()  # nothing already dead is frozen
+            gc.freeze()
 
     def _drop(self, path: Path) -> None:
         shared = self._entries.pop(path, None)
