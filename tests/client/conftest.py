@@ -9,7 +9,7 @@ import pytest
 
 from postoffice.client.accounts import Account
 from postoffice.client.network import Endpoint, Security
-from postoffice.testing.server import ServerProcess
+from postoffice.testing.server import ServerProcess, with_user
 
 PASSWORD = "pw-alice"
 
@@ -17,9 +17,7 @@ PASSWORD = "pw-alice"
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A server with alice@localhost, whose failed logins are answered without long delays."""
-    proc = ServerProcess(tmp_path / "server", hostname="localhost")
-    proc.configure("auth", base_delay=0.01)
-    proc.cli("user", "add", "alice@localhost", "--password-stdin", stdin=f"{PASSWORD}\n")
+    proc = with_user(tmp_path / "server", "alice@localhost", PASSWORD, hostname="localhost")
     proc.start()
     yield proc
     proc.stop()

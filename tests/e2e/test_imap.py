@@ -24,17 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from postoffice.testing.server import ServerProcess
+from postoffice.testing.server import ServerProcess, with_user
 
 USER, PASSWORD = "alice@localhost", "secret-alice"
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("imap") / "data")
-    proc.configure("auth", base_delay=0.01)
-    proc.configure("limits", commands_per_minute=100_000)
-    proc.cli("user", "add", USER, "--password-stdin", stdin=f"{PASSWORD}\n")
+    data = tmp_path_factory.mktemp("imap") / "data"
+    proc = with_user(data, USER, PASSWORD, limits={"commands_per_minute": 100_000})
     proc.start()
     yield proc
     proc.stop()

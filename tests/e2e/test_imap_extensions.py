@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import imapclient
 import pytest
 
-from postoffice.testing.server import ServerProcess
+from postoffice.testing.server import ServerProcess, with_user
 
 USER, PASSWORD = "carol@localhost", "secret-carol"
 LIMIT = 3
@@ -29,11 +29,13 @@ MESSAGE = b"From: carol@localhost\r\nSubject: %d\r\n\r\nbody %d\r\n"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("imapx") / "data")
-    proc.configure("auth", base_delay=0.01)
-    proc.configure("limits", commands_per_minute=100_000)
-    proc.configure("imap", max_connections_per_user=LIMIT)
-    proc.cli("user", "add", USER, "--password-stdin", stdin=f"{PASSWORD}\n")
+    proc = with_user(
+        tmp_path_factory.mktemp("imapx") / "data",
+        USER,
+        PASSWORD,
+        limits={"commands_per_minute": 100_000},
+        imap={"max_connections_per_user": LIMIT},
+    )
     proc.start()
     yield proc
     proc.stop()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from postoffice.testing.server import ServerProcess
+from postoffice.testing.server import ServerProcess, with_user
 
 USER, PASSWORD = "dora@localhost", "secret-dora"
 MESSAGE = b"From: dora@localhost\r\nSubject: %d\r\n\r\nbody %d\r\n"
@@ -28,10 +28,8 @@ UID = re.compile(r"UID (\d+)")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("qresync") / "data")
-    proc.configure("auth", base_delay=0.01)
-    proc.configure("limits", commands_per_minute=100_000)
-    proc.cli("user", "add", USER, "--password-stdin", stdin=f"{PASSWORD}\n")
+    data = tmp_path_factory.mktemp("qresync") / "data"
+    proc = with_user(data, USER, PASSWORD, limits={"commands_per_minute": 100_000})
     proc.start()
     yield proc
     proc.stop()

@@ -38,7 +38,7 @@ from postoffice import config as configuration
 from postoffice.app import Server
 from postoffice.logs import EventLog
 from postoffice.storage.maildir import INDEX_NAME, MaildirStore
-from postoffice.testing.server import ServerProcess
+from postoffice.testing.server import ServerProcess, with_user
 
 USER, PASSWORD = "alice@localhost", "secret-alice"
 CAPABILITIES = {
@@ -173,12 +173,7 @@ def add_user(proc: ServerProcess, user: str = USER, password: str = PASSWORD) ->
 
 def new_server(tmp_path: Path, **sections: dict[str, object]) -> ServerProcess:
     """A server (not started) with alice and the given config sections set."""
-    proc = ServerProcess(tmp_path / "data")
-    proc.configure("auth", base_delay=0.01)
-    for section, values in sections.items():
-        proc.configure(section, **values)
-    add_user(proc)
-    return proc
+    return with_user(tmp_path / "data", USER, PASSWORD, **sections)
 
 
 @pytest.fixture(scope="module")

@@ -190,3 +190,21 @@ class ServerProcess:
                 return sorted(files)
             time.sleep(0.05)
         raise AssertionError(f"{address}: {len(files)} messages after {timeout}s, wanted {count}")
+
+
+def with_user(
+    data_dir: Path,
+    address: str,
+    password: str,
+    *,
+    hostname: str = "mx.test",
+    **sections: dict[str, object],
+) -> ServerProcess:
+    """A server (not started) with one user whose failed logins are answered without long
+    delays, as protocol tests want; `sections` sets more config, e.g. imap={...}."""
+    proc = ServerProcess(data_dir, hostname=hostname)
+    proc.configure("auth", base_delay=0.01)
+    for section, values in sections.items():
+        proc.configure(section, **values)
+    proc.cli("user", "add", address, "--password-stdin", stdin=f"{password}\n")
+    return proc
