@@ -46,7 +46,7 @@ from postoffice.servers.login import LoginGate
 from postoffice.servers.pop3 import BUSY as POP3_BUSY
 from postoffice.servers.pop3 import Pop3Context, Pop3Session
 from postoffice.servers.smtp import BUSY, SmtpContext, SmtpSession
-from postoffice.storage.maildir import MaildirStore
+from postoffice.storage.maildir_store import MaildirStore
 from postoffice.tls import ServerTls, TlsError
 from postoffice.workers import (
     SMTP_ROLES,

@@ -37,7 +37,8 @@ import trustme
 from postoffice import config as configuration
 from postoffice.app import Server
 from postoffice.logs import EventLog
-from postoffice.storage.maildir import INDEX_NAME, MaildirStore
+from postoffice.storage.maildir import INDEX_NAME
+from postoffice.storage.maildir_store import MaildirStore
 from postoffice.testing.server import ServerProcess, with_user
 
 USER, PASSWORD = "alice@localhost", "secret-alice"

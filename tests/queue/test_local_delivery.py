@@ -13,7 +13,8 @@ import pytest
 from postoffice.delivery.base import Outcome, RecipientResult
 from postoffice.delivery.local import LocalDeliveryAgent
 from postoffice.queue.entry import QueueEntry, RecipientState
-from postoffice.storage.maildir import MaildirMailbox, MaildirStore
+from postoffice.storage.maildir import MaildirMailbox
+from postoffice.storage.maildir_store import MaildirStore
 
 MESSAGE = b"From: s@remote.example\r\nSubject: hello\r\n\r\nHi.\r\n"
 

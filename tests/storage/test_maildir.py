@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from postoffice.storage.maildir import INDEX_NAME, MaildirMailbox, MaildirStore
+from postoffice.storage.maildir import INDEX_NAME, MaildirMailbox
+from postoffice.storage.maildir_store import MaildirStore
 
 MESSAGE = b"From: a@remote.example\r\nSubject: hi\r\n\r\nbody\r\n"
 NAME = re.compile(r"(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.mx\.test,S=(\d+)")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from postoffice.storage.maildir import MaildirMailbox, MaildirStore
+from postoffice.storage.maildir import MaildirMailbox
+from postoffice.storage.maildir_store import MaildirStore
 
 USER = "alice@a.test"
 MESSAGE = b"From: a@remote.example\r\nSubject: hi\r\n\r\nbody\r\n"

@@ -38,10 +38,10 @@ and a miss triggers one re-sync. Each expunge, by `remove` or found by a sync (a
 reader deleted the file), raises HIGHESTMODSEQ and records the UIDs with that modseq in
 table ``expunged``, so IMAP QRESYNC can tell a client what vanished since its last modseq.
 
-Every change made through the store (delivery, flags, removal) is published, after it
-is on disk, to the store's `MailboxEvents` hub, so IMAP IDLE hears of it at once. A
-folder is deleted by renaming it to a ``..postoffice-deleted-*`` tombstone first (gone
-for every reader at once; such names are never folders) and then removing the tree.
+Every change made through a mailbox (delivery, flags, removal) is published, after it
+is on disk, to the store's `MailboxEvents` hub, so IMAP IDLE hears of it at once. The
+store of every user's folders (paths, folder names, delete, rename, the POP3 lock) is
+maildir_store.py.
 
 Standards: Maildir (D. J. Bernstein), Maildir++, RFC 1939 §7 (UIDL), RFC 3501 §2.3.1.1 (UIDs),
 RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq), §3.2 (expunged UIDs' modseq).
@@ -53,11 +53,9 @@ import fcntl
 import os
 import re
 import secrets
-import shutil
-import socket
 import sqlite3
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -66,10 +64,9 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from postoffice.fileio import sync_dir
-from postoffice.storage.base import MessageInfo, normalize_user
+from postoffice.storage.base import MessageInfo
 from postoffice.storage.indexcache import IndexCache, SharedIndex
-from postoffice.storage.locks import MaildropLock, try_lock
-from postoffice.storage.notify import MailboxEvents, Watch
+from postoffice.storage.notify import MailboxEvents
 from postoffice.storage.sqlite import SqliteFile
 
 INDEX_NAME = "postoffice-index.sqlite"
@@ -83,8 +80,6 @@ _BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")  # each becomes CRLF on the 
 _SIZE = re.compile(r",S=(\d+)")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]+")
 _KEYWORD = re.compile(r'[^\x00-\x20\x7f(){%*"\\\]]+')  # RFC 3501 §9 atom
-_FOLDER_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]|\.\.")
-_TOMBSTONE = "..postoffice-deleted-"  # a deleted folder on its way out; never a folder name
 _SETTLE_NS = 2_000_000_000  # mtimes younger than this always re-sync (mtime granularity)
 
 _T = TypeVar("_T")
@@ -675,109 +670,6 @@ class MaildirMailbox:
                 "SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid", (modseq,)
             ).fetchall()
         return [uid for (uid,) in rows]
-
-
-def _escape_hostname(hostname: str) -> str:
-    """The host part of a Maildir name: ``/`` and ``:`` escaped as the spec says, ``,`` too."""
-    return hostname.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
-
-
-def _folder_dir(folder: str) -> str:
-    """The Maildir++ directory name of a folder other than INBOX; ValueError if unsafe."""
-    if not folder or folder[0] == "." or folder[-1] == "." or _FOLDER_FORBIDDEN.search(folder):
-        raise ValueError(f"folder name {folder!r} is not allowed")
-    return "." + folder
-
-
-class MaildirStore:
-    """`MailStore` over ``root/<domain>/<local part>/``; `hostname` goes into file names."""
-
-    def __init__(self, root: Path, *, hostname: str | None = None) -> None:
-        self.root = root
-        self._hostname = _escape_hostname(hostname or socket.gethostname())
-        self._events = MailboxEvents()  # keyed by folder directory
-        self._indexes = IndexCache()
-
-    def user_dir(self, address: str) -> Path:
-        """The user's INBOX Maildir; DirectoryError (a ValueError) for an invalid address."""
-        local, _, domain = normalize_user(address).partition("@")
-        return self.root / domain / local
-
-    def _folder_path(self, address: str, folder: str) -> Path:
-        """The folder's Maildir; INBOX is matched case-insensitively. ValueError if unsafe."""
-        base = self.user_dir(address)
-        return base if folder.upper() == "INBOX" else base / _folder_dir(folder)
-
-    def _subfolder_path(self, address: str, folder: str) -> Path:
-        """Like `_folder_path`, for a folder other than INBOX; ValueError for INBOX."""
-        if folder.upper() == "INBOX":
-            raise ValueError("INBOX cannot be deleted or renamed")
-        return self._folder_path(address, folder)
-
-    def mailbox(self, address: str, folder: str = "INBOX") -> MaildirMailbox:
-        """A folder of the user (created on first use); INBOX is matched case-insensitively."""
-        path = self._folder_path(address, folder)
-        return MaildirMailbox(
-            path,
-            self._hostname,
-            subfolder=path != self.user_dir(address),
-            events=self._events,
-            cache=self._indexes,
-        )
-
-    def watch(self, address: str, folder: str = "INBOX") -> Watch:
-        """Notifications of changes made to the folder through this store."""
-        return self._events.watch(self._folder_path(address, folder))
-
-    def delete_folder(self, address: str, folder: str) -> None:
-        """Remove a folder other than INBOX, not its children: tombstone rename, then rmtree.
-
-        Tombstones a crash left behind are removed too.
-        """
-        path = self._subfolder_path(address, folder)
-        if not (path / "cur").is_dir():
-            raise FileNotFoundError(f"no folder {folder!r}")
-        os.rename(path, path.with_name(f"{_TOMBSTONE}{secrets.token_hex(8)}"))
-        sync_dir(path.parent)
-        for tombstone in path.parent.glob(f"{_TOMBSTONE}*"):
-            shutil.rmtree(tombstone, ignore_errors=True)
-
-    def rename_folder(self, address: str, old: str, new: str) -> None:
-        """Rename `old` and every ``old.*`` child by renaming their directories (indexes move
-        along, so UIDVALIDITY and UIDs are kept); all targets are checked before any move."""
-        source = self._subfolder_path(address, old)
-        self._subfolder_path(address, new)  # refuses INBOX and unsafe names
-        if not (source / "cur").is_dir():
-            raise FileNotFoundError(f"no folder {old!r}")
-        base = source.parent
-        moves = [
-            (base / _folder_dir(name), base / _folder_dir(new + name[len(old) :]))
-            for name in self.folders(address)
-            if name == old or name.startswith(old + ".")
-        ]
-        for _, destination in moves:
-            if destination.exists():
-                raise FileExistsError(f"folder {destination.name[1:]!r} exists")
-        for origin, destination in moves:
-            os.rename(origin, destination)
-        sync_dir(base)
-
-    def lock_maildrop(self, address: str) -> MaildropLock | None:
-        """The user's exclusive POP3 lock, or None while another session holds it."""
-        return try_lock(self.user_dir(address) / "postoffice-maildrop.lock")
-
-    def folders(self, address: str) -> Iterator[str]:
-        """INBOX, then the existing Maildir++ folders in name order."""
-        base = self.user_dir(address)
-        yield "INBOX"
-        with suppress(FileNotFoundError):
-            for name in sorted(os.listdir(base)):
-                if (
-                    name.startswith(".")
-                    and not name.startswith("..")  # a tombstone
-                    and (base / name / "cur").is_dir()
-                ):
-                    yield name[1:]
 
 
 def _crlf_size(path: Path) -> int:
