@@ -13,7 +13,7 @@ anyway), others of up to `WHOLE_MESSAGE` octets in one hop to the disk pool; the
 line, the message and the terminator then go out in one write. Larger messages are
 streamed in chunks. Octet counts are those of the stored CRLF form RETR sends. In the
 TRANSACTION state, what needs no waiting is answered straight from the transport's
-`data_received` while the session's task sleeps (`_Parked`): a download then costs no task
+`data_received` while the session's task sleeps (`Parked`): a download then costs no task
 wake-up per message.
 
 Standards: RFC 1939 (POP3), RFC 2449 (CAPA, response codes, PIPELINING), RFC 2595 (STLS),
@@ -37,6 +37,7 @@ from postoffice.policy.limits import ClientLimits
 from postoffice.protocols import pop3, sasl
 from postoffice.protocols.pop3 import NEED_DATA, PAUSED, Err, Ok, OkLines, Signal, events
 from postoffice.servers.login import Login, LoginGate
+from postoffice.servers.pop3_parked import Parked
 from postoffice.servers.session import BaseSession
 from postoffice.storage.base import Mailbox, MailStore, MessageInfo
 from postoffice.storage.locks import MaildropLock
@@ -106,7 +107,7 @@ class Pop3Session(BaseSession):
         self.idle_since = 0.0  # loop time when the session began waiting for the client
         self.idle_timer: asyncio.TimerHandle | None = None
         self.timed_out = False
-        self.admitted: events.Event | None = None  # counted by _Parked, not answered quickly
+        self.admitted: events.Event | None = None  # counted by Parked, not answered quickly
         # answers that need no waiting: served straight from `data_received` while parked
         self.quick: dict[type, Callable[[Any], bytes | None]] = {
             events.Stat: self.on_stat,
@@ -154,7 +155,7 @@ class Pop3Session(BaseSession):
                 if self.writer.transport.get_write_buffer_size():
                     await self.writer.drain()  # RFC 2449 §6.6: answers flushed before waiting
                 if self.mailbox is not None and not self.stopping:
-                    event = await self.wait(self.parked)  # TRANSACTION: see _Parked
+                    event = await self.wait(self.parked)  # TRANSACTION: see Parked
                     if event is None:
                         return
                 if event is NEED_DATA:
@@ -167,7 +168,7 @@ class Pop3Session(BaseSession):
                 raise RuntimeError("POP3 core paused with no reply pending")
             if type(event) is events.ConnectionClosed:
                 return
-            admitted, self.admitted = self.admitted is event, None  # by _Parked, quick tried
+            admitted, self.admitted = self.admitted is event, None  # by Parked, quick tried
             if not admitted and not self.ctx.client_limits.command(self.client_ip):
                 await self.goodbye(TOO_FAST)
                 return
@@ -220,9 +221,9 @@ class Pop3Session(BaseSession):
         return await self.reader.read(65536)
 
     async def parked(self) -> events.Event | Literal[Signal.NEED_DATA]:
-        """Lend the transport to `_Parked` until a command needs this task: that command, or
+        """Lend the transport to `Parked` until a command needs this task: that command, or
         NEED_DATA when the stream reader has news (end of file, an error)."""
-        parked = _Parked(self, self.writer.transport)
+        parked = Parked(self, self.writer.transport)
         try:
             return await parked.waiter
         finally:
@@ -501,74 +502,6 @@ class Pop3Session(BaseSession):
 
     async def hang_up(self) -> None:
         await self.goodbye(TOO_MANY_ERRORS)
-
-
-class _Parked(asyncio.Protocol):
-    """The transport's protocol while a TRANSACTION session waits for its client.
-
-    With streams, every command costs a future, a task wake-up and an extra turn of the event
-    loop. Parked, the session answers what needs no waiting (`Pop3Session.quick`: STAT, LIST,
-    UIDL, DELE, NOOP, RSET, and RETR/TOP of a cached message) right in `data_received`, in
-    order, so a client fetching message after message never wakes the task. Anything else —
-    a command needing the disk or a login, a limit hit, a write buffer not yet empty (the task
-    drains it), the end of the stream — gives the transport back to the stream protocol and
-    wakes the task with it. The idle timer and shutdown still cancel the waiting task.
-    """
-
-    def __init__(self, session: Pop3Session, transport: asyncio.BaseTransport):
-        self.session = session
-        self.transport = transport
-        self.inner = transport.get_protocol()
-        self.loop = asyncio.get_running_loop()  # once: each call costs a getpid() syscall
-        self.waiter: asyncio.Future[Any] = self.loop.create_future()
-        transport.set_protocol(self)
-
-    def unpark(self, result: object = NEED_DATA) -> None:
-        """Give the transport back to the stream protocol and wake the task (once)."""
-        if self.transport.get_protocol() is self:
-            self.transport.set_protocol(self.inner)
-        if not self.waiter.done():
-            self.waiter.set_result(result)
-
-    def data_received(self, data: bytes) -> None:
-        if self.waiter.done():  # the task was cancelled (idle, shutdown) and is leaving
-            self.unpark()
-            self.inner.data_received(data)  # type: ignore[attr-defined]
-            return
-        session, conn = self.session, self.session.conn
-        conn.receive_data(data)
-        while True:
-            event = conn.next_event()
-            if event is NEED_DATA:
-                session.idle_since = self.loop.time()
-                return
-            quick = session.quick.get(type(event))
-            if quick is None or self.transport.get_write_buffer_size():  # type: ignore[attr-defined]
-                self.unpark(event)
-                return
-            if not session.ctx.client_limits.command(session.client_ip):
-                self.unpark(event)  # the task counts again, and hangs up
-                return
-            reply = quick(event)
-            if reply is None:
-                session.admitted = event  # counted; the task goes straight to the disk
-                self.unpark(event)
-                return
-            self.transport.write(reply)  # type: ignore[attr-defined]
-
-    def eof_received(self) -> bool | None:
-        self.unpark()
-        return self.inner.eof_received()  # type: ignore[attr-defined]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.unpark()
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
 
 
 class _TopLimiter:

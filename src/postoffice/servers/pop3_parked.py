@@ -1,0 +1,87 @@
+"""A logged-in POP3 session's connection while its task waits for the client.
+
+With streams, every command costs a future, a task wake-up and an extra turn of the event
+loop. `Parked` takes the transport over while the session waits and answers the commands
+that need no waiting right as their bytes arrive; anything else goes back to the session's
+task, in order (see the class). Split from servers/pop3.py, which uses it.
+
+Standards: RFC 1939 (the commands answered), RFC 2449 §6.6 (PIPELINING: replies in order)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from postoffice.protocols.pop3 import NEED_DATA
+
+if TYPE_CHECKING:
+    from postoffice.servers.pop3 import Pop3Session
+
+
+class Parked(asyncio.Protocol):
+    """The transport's protocol while a TRANSACTION session waits for its client.
+
+    With streams, every command costs a future, a task wake-up and an extra turn of the event
+    loop. Parked, the session answers what needs no waiting (`Pop3Session.quick`: STAT, LIST,
+    UIDL, DELE, NOOP, RSET, and RETR/TOP of a cached message) right in `data_received`, in
+    order, so a client fetching message after message never wakes the task. Anything else —
+    a command needing the disk or a login, a limit hit, a write buffer not yet empty (the task
+    drains it), the end of the stream — gives the transport back to the stream protocol and
+    wakes the task with it. The idle timer and shutdown still cancel the waiting task.
+    """
+
+    def __init__(self, session: Pop3Session, transport: asyncio.BaseTransport):
+        self.session = session
+        self.transport = transport
+        self.inner = transport.get_protocol()
+        self.loop = asyncio.get_running_loop()  # once: each call costs a getpid() syscall
+        self.waiter: asyncio.Future[Any] = self.loop.create_future()
+        transport.set_protocol(self)
+
+    def unpark(self, result: object = NEED_DATA) -> None:
+        """Give the transport back to the stream protocol and wake the task (once)."""
+        if self.transport.get_protocol() is self:
+            self.transport.set_protocol(self.inner)
+        if not self.waiter.done():
+            self.waiter.set_result(result)
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter.done():  # the task was cancelled (idle, shutdown) and is leaving
+            self.unpark()
+            self.inner.data_received(data)  # type: ignore[attr-defined]
+            return
+        session, conn = self.session, self.session.conn
+        conn.receive_data(data)
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                session.idle_since = self.loop.time()
+                return
+            quick = session.quick.get(type(event))
+            if quick is None or self.transport.get_write_buffer_size():  # type: ignore[attr-defined]
+                self.unpark(event)
+                return
+            if not session.ctx.client_limits.command(session.client_ip):
+                self.unpark(event)  # the task counts again, and hangs up
+                return
+            reply = quick(event)
+            if reply is None:
+                session.admitted = event  # counted; the task goes straight to the disk
+                self.unpark(event)
+                return
+            self.transport.write(reply)  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool | None:
+        self.unpark()
+        return self.inner.eof_received()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.unpark()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
