@@ -37,7 +37,16 @@ def store(spool: Spool, data: bytes = MESSAGE, message_id: str = "<m@example.org
 
 
 def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Every file of the queue, but for removed ones kept to be reused (`spares`)."""
+    names = (str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(n for n in names if n not in spares(root))
+
+
+def spares(root: Path) -> list[str]:
+    """Removed message files kept for reuse: retired (removal not yet synced) or spare."""
+    retired = (f"tmp/{p.name}" for p in (root / "tmp").glob("retired.*"))
+    spare = (f"spare/{p.name}" for p in (root / "spare").glob("*"))
+    return sorted([*retired, *spare])
 
 
 def test_store_writes_one_file_holding_envelope_and_message(tmp_path: Path) -> None:
@@ -460,12 +469,15 @@ def test_remove_syncs_the_message_removal_before_dropping_a_state_file(
     spool.save(entry)
     real_fsync, steps = os.fsync, []
     monkeypatch.setattr(os, "fsync", lambda fd: (steps.append("fsync"), real_fsync(fd)))
-    real_unlink = Path.unlink
+    real_unlink, real_rename = Path.unlink, os.rename
     monkeypatch.setattr(
         Path, "unlink", lambda path, **kw: (steps.append(path.parent.name), real_unlink(path, **kw))
     )
+    monkeypatch.setattr(
+        os, "rename", lambda src, dst: (steps.append(Path(src).parent.name), real_rename(src, dst))
+    )
     spool.remove(entry.qid, sync=False)
-    assert steps == ["messages", "fsync", "deferred"]
+    assert steps == ["messages", "fsync", "tmp", "deferred"]  # tmp: retired file to spare/
 
 
 def test_short_writes_still_store_every_byte(
@@ -477,3 +489,73 @@ def test_short_writes_still_store_every_byte(
     entry = store(spool, data=MESSAGE * 3)
     assert spool.read_message(entry.qid) == MESSAGE * 3
     assert Spool(tmp_path).load(entry.qid).recipients == entry.recipients
+
+
+# -- recycled message files ------------------------------------------------------------------
+
+
+def inode(root: Path, qid: str) -> int:
+    return (root / "messages" / qid).stat().st_ino
+
+
+def test_a_removed_file_is_reused_only_once_its_removal_is_durable(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    first = store(spool, data=MESSAGE * 50)
+    first_inode = inode(tmp_path, first.qid)
+    spool.remove(first.qid, sync=False)
+    assert spares(tmp_path) == [f"tmp/retired.{first.qid}"]
+    second = store(spool)  # its messages/ fsync makes the removal durable, too late for it
+    assert inode(tmp_path, second.qid) != first_inode
+    assert spares(tmp_path) == [f"spare/{first.qid}"]
+    third = store(spool, data=MESSAGE)
+    assert inode(tmp_path, third.qid) == first_inode
+    assert spares(tmp_path) == []
+    assert spool.read_message(third.qid) == MESSAGE  # nothing of the longer first message
+    recovered = {e.qid: e for e in Spool(tmp_path).recover()}
+    assert sorted(recovered) == sorted([second.qid, third.qid])
+    assert recovered[third.qid].recipients == third.recipients
+
+
+def test_spares_outlive_a_restart_but_unsynced_retired_files_do_not(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    kept, dropped = store(spool), store(spool)
+    kept_inode = inode(tmp_path, kept.qid)
+    spool.remove(kept.qid)
+    spool.remove(dropped.qid, sync=False)
+    assert spares(tmp_path) == [f"spare/{kept.qid}", f"tmp/retired.{dropped.qid}"]
+    restarted = Spool(tmp_path)
+    assert restarted.recover() == []
+    assert spares(tmp_path) == [f"spare/{kept.qid}"]
+    assert inode(tmp_path, store(restarted).qid) == kept_inode
+
+
+def test_two_processes_never_claim_the_same_spare(tmp_path: Path) -> None:
+    first, second = Spool(tmp_path), Spool(tmp_path)  # e.g. two receiving processes
+    for entry in [store(first) for _ in range(4)]:
+        first.remove(entry.qid)
+    with ThreadPoolExecutor(8) as pool:
+        stored = list(
+            pool.map(
+                lambda i: (spool := (first, second)[i % 2], store(spool, data=b"%d\r\n" % i)),
+                range(16),
+            )
+        )
+    inodes = [inode(tmp_path, entry.qid) for _, entry in stored]
+    assert len(set(inodes)) == 16
+    for i, (spool, entry) in enumerate(stored):
+        assert spool.read_message(entry.qid) == b"%d\r\n" % i
+    assert spares(tmp_path) == []
+
+
+def test_large_files_and_files_beyond_the_pool_are_unlinked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("postoffice.queue.spool._SPARES", 2)
+    spool = Spool(tmp_path)
+    large = store(spool, data=b"x" * (64 * 1024 + 1))
+    spool.remove(large.qid)
+    assert spares(tmp_path) == []
+    small = [store(spool) for _ in range(3)]
+    for entry in small:
+        spool.remove(entry.qid)
+    assert spares(tmp_path) == sorted(f"spare/{e.qid}" for e in small[:2])

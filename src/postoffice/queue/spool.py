@@ -10,12 +10,22 @@ the envelope it was stored with. Once the queue changes an entry (deferred, held
 released) it writes a state file into the directory that *is* the new state (Postfix
 style); a move writes the new copy before unlinking the old, so a crash leaves one or
 two copies, never none, and `recover` keeps the newest. The state file, when there is
-one, wins over the stored envelope. Removal unlinks the message file first, so an entry
-never comes back with an outdated envelope; a state file left without its message is
-dropped at recovery. Anything else a crash can leave (tmp files) was never acknowledged
-and is removed. Spools written by older versions (the message file holds only the
-message and the state file in `active/` is the commit point) are read the same way: a
-message file without `_HEAD` and without a state file is an unacknowledged store.
+one, wins over the stored envelope. Removal takes the message file away first, so an
+entry never comes back with an outdated envelope; a state file left without its message
+is dropped at recovery. Anything else a crash can leave (tmp files) was never
+acknowledged and is removed. Spools written by older versions (the message file holds
+only the message and the state file in `active/` is the commit point) are read the same
+way: a message file without `_HEAD` and without a state file is an unacknowledged store.
+
+Removed message files are recycled rather than unlinked (up to `_SPARES` files of at most
+`_SPARE_SIZE` bytes): the file moves to `tmp/retired.<qid>`, and once a `messages/` fsync
+that started after that move has completed (so the message cannot come back under its old
+name after a crash) to `spare/`. A store claims a spare by renaming it into `tmp/` (atomic:
+two processes never get the same one), overwrites it from the start, truncates, fsyncs and
+links it in as above. Creating and deleting an inode per message costs more than
+overwriting one: ext4 allocates and frees blocks each time and, without a journal, scans
+past every inode freed in the last minutes before it reuses one.
+
 Methods block and are thread-safe: stores never share a file, and operations on one
 queue id take a lock striped by id. Directory fsyncs are group-committed (`fileio.sync_dir`):
 stores renaming into the same directory at the same time share one fsync that started
@@ -36,6 +46,7 @@ import random
 import re
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +64,9 @@ _LOCK_STRIPES = 64
 # First bytes of a message file that starts with its envelope. A NUL never begins a
 # message: SMTP refuses NUL octets, so files of the older layout never start with it.
 _HEAD = b"\0postoffice-queue 2 "
+_SPARES = 256  # removed message files kept for reuse, at most (each process's count)
+_SPARE_SIZE = 64 * 1024  # larger ones are unlinked: a spare keeps its blocks allocated
+_SPARE_LISTING_INTERVAL = 1.0  # seconds between listings of spare/ (other processes add)
 
 
 class SpoolFull(OSError):
@@ -70,12 +84,19 @@ class Spool:
         self.root = root
         self._tmp = root / "tmp"
         self._messages = root / "messages"
+        self._spare = root / "spare"
+        self._spare_lock = threading.Lock()
+        self._spares: list[str] = []  # names in spare/, as last seen (others may take them)
+        self._retired: list[str] = []  # in tmp/ as retired.<qid>, removal not yet synced
+        self._spares_listed = -_SPARE_LISTING_INTERVAL
         self._state_dirs = {state: root / state.value for state in QueueState}
         self._qid_lock = threading.Lock()
         self._last_micros = 0
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         missing = [
-            d for d in (self._tmp, self._messages, *self._state_dirs.values()) if not d.is_dir()
+            d
+            for d in (self._tmp, self._messages, self._spare, *self._state_dirs.values())
+            if not d.is_dir()
         ]
         for directory in missing:
             directory.mkdir(parents=True, exist_ok=True)
@@ -220,12 +241,12 @@ class Spool:
         with self._lock(qid):
             copies = self._state_files(qid)
             try:
-                (self._messages / qid).unlink()
+                self._retire(qid)
             except FileNotFoundError:
                 if not copies:
                     raise UnknownQid(qid) from None
             if sync or copies:
-                self._sync_dir(self._messages)
+                self._sync_messages()
             # No fsync needed: a state file that comes back after a crash is dropped.
             for _, path in copies:
                 path.unlink()
@@ -301,16 +322,25 @@ class Spool:
     def _write_durably(self, target: Path, *parts: bytes, new: bool = False) -> None:
         """Write `parts` to tmp/, fsync, rename to `target`, fsync its directory.
 
-        With `new` an existing file is never replaced: a queue id drawn twice (two
-        processes, the same microsecond and random bits) fails this store with
-        FileExistsError and leaves the other message alone.
+        With `new` (a message file) a spare file is reused when there is one, and an
+        existing file is never replaced: a queue id drawn twice (two processes, the same
+        microsecond and random bits) fails this store with FileExistsError and leaves the
+        other message alone.
         """
-        tmp = self._tmp / f"{target.parent.name}.{target.name}"
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
-        fd = os.open(tmp, flags, 0o600)  # before the try: another store's tmp file stays
+        claimed = self._claim_spare(target.name) if new else None
+        tmp = claimed or self._tmp / f"{target.parent.name}.{target.name}"
+        if claimed is None:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
+            fd = os.open(tmp, flags, 0o600)  # before the try: another store's tmp file stays
+        else:
+            fd = os.open(tmp, os.O_WRONLY)
         try:
             try:
+                if claimed is not None:
+                    size = os.fstat(fd).st_size
                 _write_all(fd, parts)
+                if claimed is not None and size > (length := sum(map(len, parts))):
+                    os.ftruncate(fd, length)  # the spare's old tail
                 self._sync_file(fd)
             finally:
                 os.close(fd)
@@ -322,7 +352,62 @@ class Spool:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        self._sync_dir(target.parent)
+        if new:
+            self._sync_messages()
+        else:
+            self._sync_dir(target.parent)
+
+    # -- recycling removed message files (module docstring) ----------------------------------
+
+    def _retire(self, qid: str) -> None:
+        """Take `qid`'s message file out of messages/: kept for reuse, or unlinked."""
+        path = self._messages / qid
+        with self._spare_lock:
+            if len(self._spares) + len(self._retired) >= _SPARES:
+                self._list_spares()  # the count may be stale: other processes take spares
+            keep = len(self._spares) + len(self._retired) < _SPARES
+        if keep and os.stat(path).st_size <= _SPARE_SIZE:
+            os.rename(path, self._tmp / f"retired.{qid}")
+            with self._spare_lock:
+                self._retired.append(qid)
+        else:
+            path.unlink()
+
+    def _sync_messages(self) -> None:
+        """fsync messages/; files retired before it started may then be reused."""
+        with self._spare_lock:
+            retired, self._retired = self._retired, []
+        self._sync_dir(self._messages)
+        spares = []
+        for qid in retired:
+            with suppress(FileNotFoundError):  # tmp/ emptied by a recovery meanwhile
+                os.rename(self._tmp / f"retired.{qid}", self._spare / qid)
+                spares.append(qid)
+        with self._spare_lock:
+            self._spares += spares
+
+    def _claim_spare(self, qid: str) -> Path | None:
+        """A spare file moved to tmp/ for this store alone, or None when there is none."""
+        claimed = self._tmp / f"reused.{os.getpid()}.{qid}"  # unique even if a qid is not
+        while True:
+            with self._spare_lock:
+                if not self._spares:
+                    self._list_spares()
+                    if not self._spares:
+                        return None
+                name = self._spares.pop()
+            try:
+                os.rename(self._spare / name, claimed)
+            except FileNotFoundError:
+                continue  # another process took it
+            return claimed
+
+    def _list_spares(self) -> None:
+        """Re-read spare/ (with `_spare_lock` held), at most once per interval."""
+        now = time.monotonic()
+        if now - self._spares_listed >= _SPARE_LISTING_INTERVAL:
+            self._spares_listed = now
+            self._spares = self._qids_in(self._spare)
 
     def _sync_file(self, fd: int) -> None:
         os.fsync(fd)
