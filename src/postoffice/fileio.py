@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -34,6 +35,25 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         tmp.unlink(missing_ok=True)
         raise
     sync_dir(path.parent)
+
+
+def write_all(fd: int, parts: Sequence[bytes]) -> None:
+    """Write every part, in one system call when the kernel takes it all at once."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views:
+            views[0] = views[0][written:]
+
+
+def read_all(fd: int) -> bytes:
+    """Everything from `fd`'s offset to its end: two reads for a file under 64 KiB."""
+    chunks = []
+    while chunk := os.read(fd, 65536):  # below glibc's mmap threshold: no mmap per read
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def sync_dir(directory: Path) -> None:

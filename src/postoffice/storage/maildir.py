@@ -63,7 +63,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from postoffice.fileio import sync_dir
+from postoffice.fileio import sync_dir, write_all
 from postoffice.storage.base import MessageInfo
 from postoffice.storage.indexcache import IndexCache, SharedIndex
 from postoffice.storage.notify import MailboxEvents
@@ -285,13 +285,14 @@ class MaildirMailbox:
             self._create()
             fd = os.open(tmp, flags, 0o600)
         try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
+            try:
+                write_all(fd, (data,))
                 if internaldate is not None:
                     arrival = _arrival(key)
-                    os.utime(file.fileno(), (arrival, arrival))
-                os.fsync(file.fileno())
+                    os.utime(fd, (arrival, arrival))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.rename(tmp, new)
         except BaseException:
             with suppress(OSError):
