@@ -1,25 +1,30 @@
-"""IndexCache: large cached listings are frozen out of the garbage collector's walks."""
+"""IndexCache: folders nobody reads are let go of; nothing is frozen out of the collector."""
 
 from __future__ import annotations
 
 import gc
 import sqlite3
-from collections.abc import Iterator
+import time
+import weakref
 from pathlib import Path
 
 import pytest
 
 from postoffice.storage.base import MessageInfo
-from postoffice.storage.indexcache import FREEZE_STEP, IndexCache, SharedIndex
+from postoffice.storage.indexcache import IndexCache, SharedIndex
 from postoffice.storage.sqlite import SqliteFile
 
+IDLE = 10.0
 
-@pytest.fixture(autouse=True)
-def unfrozen() -> Iterator[None]:
-    """Give the test process's objects back to the collector afterwards."""
-    gc.unfreeze()
-    yield
-    gc.unfreeze()
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _listing(count: int) -> list[MessageInfo]:
@@ -30,25 +35,82 @@ def _shared(cache: IndexCache, path: Path) -> SharedIndex:
     return cache.put(path, SqliteFile(path, [], synchronous="NORMAL"))
 
 
-def test_a_large_listing_leaves_the_collectors_sight(tmp_path: Path) -> None:
-    cache = IndexCache()
-    shared = _shared(cache, tmp_path / "a.sqlite")
-    cache.remember(shared, 1, _listing(FREEZE_STEP - 1))
-    assert gc.get_freeze_count() == 0  # below the step: nothing frozen
-    cache.remember(shared, 2, _listing(FREEZE_STEP))
-    assert gc.get_freeze_count() >= FREEZE_STEP
+def _closed(index: SqliteFile) -> bool:
+    try:
+        with index.transaction() as db:
+            db.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
 
 
-def test_freezes_happen_only_past_the_highest_mark(tmp_path: Path) -> None:
-    cache = IndexCache()
+def test_an_unused_folder_is_let_go_after_its_idle_time(tmp_path: Path) -> None:
+    clock = Clock()
+    cache = IndexCache(idle=IDLE, clock=clock)
+    path = tmp_path / "a.sqlite"
+    shared = _shared(cache, path)
+    cache.remember(shared, "stamp", _listing(100))
+    index, gone = shared.index, weakref.ref(shared)
+    del shared  # the session ended
+    clock.now += IDLE - 1
+    cache.expire()
+    kept = cache.get(path)  # used again: held for IDLE seconds more
+    assert kept is not None and kept.listing is not None and len(kept.listing[1]) == 100
+    del kept
+    clock.now += IDLE - 1
+    cache.expire()
+    assert gone() is not None  # still within its idle time
+    clock.now += 1
+    cache.expire()
+    assert gone() is None  # its listing with it
+    assert _closed(index)
+    assert cache.get(path) is None  # the next session opens the folder afresh
+
+
+def test_a_folder_still_in_use_lives_on_and_is_held_again(tmp_path: Path) -> None:
+    clock = Clock()
+    cache = IndexCache(idle=IDLE, clock=clock)
+    path = tmp_path / "a.sqlite"
+    shared = _shared(cache, path)
+    cache.remember(shared, "stamp", _listing(100))
+    clock.now += IDLE
+    cache.expire()  # let go of, but a session still has it open
+    assert not _closed(shared.index)
+    again = cache.get(path)  # a second session on the folder gets the same index and listing
+    assert again is shared and again.listing is not None and len(again.listing[1]) == 100
+    gone = weakref.ref(shared)
+    del shared, again
+    clock.now += IDLE - 1
+    cache.expire()
+    assert gone() is not None  # held again from that second use on
+
+
+def test_the_timer_lets_go_of_an_unused_folder_on_its_own(tmp_path: Path) -> None:
+    cache = IndexCache(idle=0.05)
     shared = _shared(cache, tmp_path / "a.sqlite")
-    cache.remember(shared, 1, _listing(FREEZE_STEP))
-    frozen = gc.get_freeze_count()
-    cache.remember(shared, 2, _listing(FREEZE_STEP))  # the same size again: no new freeze
-    assert gc.get_freeze_count() <= frozen
-    other = _shared(cache, tmp_path / "b.sqlite")
-    cache.remember(other, 1, _listing(FREEZE_STEP))  # twice FREEZE_STEP listed now
-    assert gc.get_freeze_count() > frozen + FREEZE_STEP // 2
+    cache.remember(shared, "stamp", _listing(100))
+    gone = weakref.ref(shared)
+    del shared
+    deadline = time.monotonic() + 5
+    while gone() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gone() is None
+
+
+def test_a_large_listing_freezes_nothing(tmp_path: Path) -> None:
+    """A frozen cycle is never collected: a session alive at a freeze would stay for good."""
+
+    class Session:
+        def __init__(self) -> None:
+            self.me = self
+
+    session = Session()
+    alive = weakref.ref(session)
+    cache = IndexCache()
+    cache.remember(_shared(cache, tmp_path / "a.sqlite"), "stamp", _listing(20_000))
+    del session
+    gc.collect()
+    assert alive() is None
 
 
 def test_an_evicted_index_closes_when_its_last_user_lets_go(tmp_path: Path) -> None:
@@ -56,8 +118,20 @@ def test_an_evicted_index_closes_when_its_last_user_lets_go(tmp_path: Path) -> N
     shared = _shared(cache, tmp_path / "a.sqlite")
     index = shared.index
     _shared(cache, tmp_path / "b.sqlite")  # evicts a
-    with index.transaction() as db:  # still used: still open
-        assert db.execute("SELECT 1").fetchone() == (1,)
+    assert not _closed(index)  # still used: still open
     del shared
-    with pytest.raises(sqlite3.ProgrammingError), index.transaction():
-        pass
+    assert _closed(index)
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_listed_messages_are_bounded_over_held_folders_only(tmp_path: Path, held: bool) -> None:
+    clock = Clock()
+    cache = IndexCache(messages=150, idle=IDLE, clock=clock)
+    first = _shared(cache, tmp_path / "a.sqlite")
+    cache.remember(first, "stamp", _listing(100))
+    if not held:
+        clock.now += IDLE
+        cache.expire()  # let go of: its listing no longer counts
+    second = _shared(cache, tmp_path / "b.sqlite")
+    cache.remember(second, "stamp", _listing(100))
+    assert (first.listing is None) is held  # over the bound only while both are held
