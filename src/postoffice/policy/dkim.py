@@ -17,6 +17,10 @@ missing records to permerror itself, and then runs dkimpy in a worker thread
 with a callback that only returns what was fetched: no lookup escapes to the
 system resolver, and hashing large bodies does not block the event loop.
 
+dkimpy and cryptography are imported in the functions that use them, not at the top: a
+server that signs and verifies nothing (all its mail from its own networks or users of
+other domains) never loads them, and the server imports this module in every process.
+
 Standards: RFC 6376 §3.5 (signature tags), §3.6 (key records), §5.4 (header
 fields to sign; signing From once more than it occurs stops added ones),
 §6.1 (verification), §3.4.2/§3.4.4 (relaxed canonicalization), RFC 8463
@@ -35,16 +39,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import dkim as dkimpy
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from typing import TYPE_CHECKING, Any
 
 from postoffice.dns import DnsTemporaryError, NoRecords, NoSuchDomain, Resolver
 from postoffice.fileio import replace_file
 from postoffice.policy.authres import Resinfo, Result
 from postoffice.policy.dmarc import author_domain
+
+if TYPE_CHECKING:
+    import dkim as dkimpy
 
 ALGORITHMS = ("rsa", "ed25519")
 RSA_BITS = 2048
@@ -91,6 +94,8 @@ class DkimKey:
 
     def dns_record(self) -> str:
         """The TXT record text for `<selector>._domainkey.<domain>` (RFC 6376 §3.6.1)."""
+        from cryptography.hazmat.primitives import serialization  # lazily: module docstring
+
         private = serialization.load_pem_private_key(self.private_pem, password=None)
         public = private.public_key()
         if self.algorithm == "rsa":
@@ -105,6 +110,8 @@ class DkimKey:
         """The private key as dkimpy takes it: PEM for RSA, the base64 seed for Ed25519."""
         if self.algorithm == "rsa":
             return self.private_pem
+        from cryptography.hazmat.primitives import serialization  # lazily: module docstring
+
         private = serialization.load_pem_private_key(self.private_pem, password=None)
         seed = private.private_bytes(
             serialization.Encoding.Raw,
@@ -143,6 +150,9 @@ class DkimResult:
 
 def generate(domain: str, selector: str, now: float) -> KeySet:
     """A new key set: RSA-2048 and Ed25519."""
+    from cryptography.hazmat.primitives import serialization  # lazily: module docstring
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     pkcs8 = serialization.PrivateFormat.PKCS8
     pems = {
         "rsa": rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS),
@@ -263,6 +273,8 @@ class KeyStore:
 
 def sign(message: bytes, keys: KeySet, headers: Sequence[str] = DEFAULT_HEADERS) -> bytes:
     """The DKIM-Signature fields (RSA, then Ed25519) to prepend to `message`."""
+    import dkim as dkimpy  # lazily: module docstring
+
     include = [name.lower().encode("ascii") for name in headers]
     return b"".join(
         dkimpy.sign(
@@ -288,6 +300,8 @@ def sign_message(message: bytes, store: KeyStore) -> bytes:
 
 async def verify(message: bytes, resolver: Resolver) -> list[DkimResult]:
     """One result per DKIM-Signature field (at most MAX_SIGNATURES), top first."""
+    import dkim as dkimpy  # lazily: module docstring
+
     verifier = await asyncio.to_thread(dkimpy.DKIM, message, logger=_QUIET, minkey=MIN_RSA_BITS)
     count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
     fields = [_fields(verifier, index) for index in range(min(count, MAX_SIGNATURES))]
@@ -297,6 +311,8 @@ async def verify(message: bytes, resolver: Resolver) -> list[DkimResult]:
 
 def _fields(verifier: dkimpy.DKIM, index: int) -> dict[bytes, bytes] | DkimResult:
     """The tags of signature `index`, or its neutral result when they are unusable."""
+    import dkim as dkimpy  # lazily: module docstring
+
     try:
         prepared = verifier.verify_headerprep(index)
     except dkimpy.DKIMException as exc:
@@ -340,6 +356,8 @@ def _verify_all(
 def _verify_one(
     verifier: dkimpy.DKIM, index: int, tags: dict[bytes, bytes], record: str
 ) -> DkimResult:
+    import dkim as dkimpy  # lazily: module docstring
+
     try:
         dkimpy.evaluate_pk(b"", record.encode("utf-8"))
     except dkimpy.DKIMException as exc:
