@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from postoffice.config import Config, parse_hostport
 from postoffice.queue.entry import QueueEntry
+from postoffice.servers.listener import SHARED_BACKLOG
 
 SMTP_ROLES = ("smtp", "submission", "submissions")
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -87,7 +88,7 @@ def bind(addresses: tuple[str, ...]) -> list[socket.socket]:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
-                sock.listen(1024)
+                sock.listen(SHARED_BACKLOG)
                 sock.setblocking(False)
     except OSError:
         for sock in sockets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import smtplib
@@ -140,3 +141,38 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
             server.start(timeout=20)
     assert "cannot listen for SMTP" in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+def _sessions_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """Established server-side connections on `port`, counted per process."""
+    owner = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    owner[target[8:-1]] = pid
+    counts = dict.fromkeys(pids, 0)
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+        if local_port == port and state == "01" and inode in owner:  # 01: ESTABLISHED
+            counts[owner[inode]] += 1
+    return counts
+
+
+def test_a_burst_of_sessions_is_shared_between_the_processes(tmp_path: Path) -> None:
+    """20 sessions opened at once: each process takes some, not the first to wake all."""
+    with workers_server(tmp_path) as server:
+        assert server.process is not None
+        pids = [server.process.pid, *children(server.process.pid)]
+        clients = [socket.create_connection((server.host, server.smtp_port)) for _ in range(20)]
+        try:
+            for client in clients:
+                assert client.recv(1024).startswith(b"220")
+            counts = _sessions_by_process(pids, server.smtp_port)
+        finally:
+            for client in clients:
+                client.close()
+    assert sum(counts.values()) == 20
+    assert min(counts.values()) >= 4, counts
