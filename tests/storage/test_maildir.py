@@ -94,6 +94,30 @@ def test_deliver_writes_exactly_the_bytes_into_new(inbox: MaildirMailbox) -> Non
     assert int(match[5]) == len(MESSAGE)
 
 
+def test_a_burst_of_first_deliveries_to_a_new_mailbox_all_succeed(
+    store: MaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads delivering while another is still making the folder find new/ there."""
+    real_mkdir = Path.mkdir
+
+    def slow_mkdir(path: Path, *args: object, **kwargs: object) -> None:
+        if path.name == "new":
+            time.sleep(0.2)  # widen the window between the folder's subdirectories
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", slow_mkdir)
+
+    def deliver(i: int) -> str:
+        with store.mailbox("fresh@example.org") as mailbox:
+            time.sleep(0.02 * i)  # some arrive while the folder is being made
+            return mailbox.deliver(b"Subject: %d\r\n\r\nbody\r\n" % i)
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(deliver, range(16)))
+    with store.mailbox("fresh@example.org") as mailbox:
+        assert sorted(m.key for m in mailbox.messages()) == sorted(keys)
+
+
 def test_keys_are_unique_without_a_delivery_id(inbox: MaildirMailbox) -> None:
     keys = {inbox.deliver(MESSAGE) for _ in range(50)}
     assert len(keys) == 50

@@ -252,14 +252,21 @@ class MaildirMailbox:
     # -- the Maildir -----------------------------------------------------------
 
     def _create(self) -> None:
+        """Make the folder: new/ and cur/ durably before tmp/. Deliveries create their file
+        in tmp/ and rename it into new/; one that finds tmp/ made by another thread still
+        making the rest must find new/ there, and on stable storage (before, a first burst
+        of deliveries to a new mailbox could fail the rename with ENOENT)."""
         if all((self.path / sub).is_dir() for sub in _SUBDIRS):
             return
         _make_dirs(self.path)
-        for sub in _SUBDIRS:
+        for sub in ("new", "cur"):
             with suppress(FileExistsError):
                 (self.path / sub).mkdir(mode=0o700)
         if self._subfolder:  # Maildir++: marks a folder below INBOX
             os.close(os.open(self.path / "maildirfolder", os.O_CREAT | os.O_WRONLY, 0o600))
+        sync_dir(self.path)
+        with suppress(FileExistsError):
+            (self.path / "tmp").mkdir(mode=0o700)
         sync_dir(self.path)
 
     def _new_name(self, delivery_id: str | None, size: int, when: float | None = None) -> str:
