@@ -1,4 +1,4 @@
-"""The event log: key=value lines, per-message lines written once per event-loop round."""
+"""The event log: key=value lines, written once per event-loop round."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_a_line_quotes_only_values_that_need_it() -> None:
     assert line.endswith('Z queued qid=Q1 rcpt=a@x,b@x detail="two words"')
 
 
-def test_message_lines_on_a_loop_wait_for_the_round_and_keep_their_order() -> None:
+def test_lines_on_a_loop_wait_for_the_round_and_keep_their_order() -> None:
     stream = io.StringIO()
     log = EventLog(stream=stream)
     seen: list[list[str]] = []
@@ -31,7 +31,9 @@ def test_message_lines_on_a_loop_wait_for_the_round_and_keep_their_order() -> No
         await asyncio.sleep(0)
         seen.append(events(stream))  # the round is over: written
         log.event("queued", qid="Q2")
-        log.event("disconnect", client="c")  # not about a message: written at once, in order
+        log.event("disconnect", client="c")  # held back too
+        seen.append(events(stream))
+        log.warning("refused", client="c")  # a warning: written at once, after the others
         seen.append(events(stream))
 
     asyncio.run(server())
@@ -39,6 +41,7 @@ def test_message_lines_on_a_loop_wait_for_the_round_and_keep_their_order() -> No
     assert seen == [
         [],
         ["queued", "delivered"],
-        ["queued", "delivered", "queued", "disconnect"],
+        ["queued", "delivered"],
+        ["queued", "delivered", "queued", "disconnect", "refused"],
     ]
     assert events(stream)[-1] == "queued"

@@ -5,11 +5,12 @@ machines (`--log-format json`). Every event names the queue id, client,
 sender, recipients, status and delay where they apply. Secrets never reach
 this module: callers pass only envelope data and reply texts.
 
-Each line is written at once, except the lines of events about one message
-(those with a queue id) logged on an event loop: they are written together once
-the loop has finished its current round of callbacks (`RoundFlush`), sparing a
-write per message (a SIGKILL may lose that round's lines); any other line writes
-them first, so the order is kept.
+Lines logged on an event loop below warning level (connections, transactions,
+queued, delivered …) are written together once the loop has finished its current
+round of callbacks (`RoundFlush`), sparing a write per line: with a new connection per
+message that was four writes a message, each one a release of the GIL the disk threads
+compete for (a SIGKILL may lose that round's lines). A warning, or a line logged off
+the loop, writes them first and itself at once, so the order is kept.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class EventLog:
             line = f"{_stamp(int(now))}Z {kind} {parts}".rstrip()
         with self._lock:
             self._lines.append(line + "\n")
-            if isinstance(qid, str) and self._round.request():
+            if _LEVELS[level] < _LEVELS["warning"] and self._round.request():
                 return
             self._write()
 

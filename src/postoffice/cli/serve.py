@@ -34,6 +34,8 @@ def serve(config_path: Path | None, data_dir: Path | None, log_format: str | Non
         except StartupError as exc:
             click.echo(f"error: {exc}", err=True)
             return 1
+        finally:
+            log.flush()  # the last round's lines (logs.py)
 
     try:
         if config.workers > 1:
@@ -47,6 +49,8 @@ def serve(config_path: Path | None, data_dir: Path | None, log_format: str | Non
         status = asyncio.run(run_server(config, log, prebound=prebound))
     except StartupError as exc:
         raise CliError(str(exc)) from None
+    finally:
+        log.flush()  # the last round's lines (logs.py)
     sys.exit(status)
 
 
