@@ -44,12 +44,18 @@ def _closed(index: SqliteFile) -> bool:
     return False
 
 
-def test_an_unused_folder_is_let_go_after_its_idle_time(tmp_path: Path) -> None:
+def _listed_folder(tmp_path: Path) -> tuple[Clock, IndexCache, Path, SharedIndex]:
+    """A cache on a test clock holding one folder listed with 100 messages."""
     clock = Clock()
     cache = IndexCache(idle=IDLE, clock=clock)
     path = tmp_path / "a.sqlite"
     shared = _shared(cache, path)
     cache.remember(shared, "stamp", _listing(100))
+    return clock, cache, path, shared
+
+
+def test_an_unused_folder_is_let_go_after_its_idle_time(tmp_path: Path) -> None:
+    clock, cache, path, shared = _listed_folder(tmp_path)
     index, gone = shared.index, weakref.ref(shared)
     del shared  # the session ended
     clock.now += IDLE - 1
@@ -68,11 +74,7 @@ def test_an_unused_folder_is_let_go_after_its_idle_time(tmp_path: Path) -> None:
 
 
 def test_a_folder_still_in_use_lives_on_and_is_held_again(tmp_path: Path) -> None:
-    clock = Clock()
-    cache = IndexCache(idle=IDLE, clock=clock)
-    path = tmp_path / "a.sqlite"
-    shared = _shared(cache, path)
-    cache.remember(shared, "stamp", _listing(100))
+    clock, cache, path, shared = _listed_folder(tmp_path)
     clock.now += IDLE
     cache.expire()  # let go of, but a session still has it open
     assert not _closed(shared.index)
