@@ -559,3 +559,16 @@ def test_large_files_and_files_beyond_the_pool_are_unlinked(
     for entry in small:
         spool.remove(entry.qid)
     assert spares(tmp_path) == sorted(f"spare/{e.qid}" for e in small[:2])
+
+
+def test_a_spare_name_left_on_a_queued_message_is_dropped_at_recovery(tmp_path: Path) -> None:
+    """After a crash without a journal, a spare's old name may lead to a committed message."""
+    spool = Spool(tmp_path)
+    queued = store(spool, data=MESSAGE)
+    os.link(tmp_path / "messages" / queued.qid, tmp_path / "spare" / "0SGPQV3HNJJZTMB5")
+    restarted = Spool(tmp_path)
+    assert [e.qid for e in restarted.recover()] == [queued.qid]
+    assert spares(tmp_path) == []
+    other = store(restarted, data=MESSAGE * 2)
+    assert inode(tmp_path, other.qid) != inode(tmp_path, queued.qid)
+    assert restarted.read_message(queued.qid) == MESSAGE

@@ -175,6 +175,7 @@ class Spool:
         for qid in committed.keys() - messages:
             logger.info("queue %s: state file of a removed message; dropping it", qid)
             committed[qid].unlink()
+        self._drop_spares_in_use()
         entries = self._load_all((QueueState.ACTIVE, QueueState.DEFERRED))
         for entry in entries:
             entry.recovered = True
@@ -411,6 +412,21 @@ class Spool:
             except FileNotFoundError:
                 continue  # another process took it
             return claimed
+
+    def _drop_spares_in_use(self) -> None:
+        """Unlink spare names that still lead to a queued message's file.
+
+        A claim renames the spare away before the store links the file into messages/,
+        but a file system without a journal may write the directories in either order, so
+        after a machine crash both names can lead to the committed message; reusing that
+        spare would overwrite it.
+        """
+        live = {os.stat(self._messages / qid).st_ino for qid in self._qids_in(self._messages)}
+        for name in self._qids_in(self._spare):
+            path = self._spare / name
+            if os.stat(path).st_ino in live:
+                logger.info("queue: spare %s is a queued message's file too; dropping it", name)
+                path.unlink()
 
     def _list_spares(self) -> None:
         """Re-read spare/ (with `_spare_lock` held), at most once per interval."""
