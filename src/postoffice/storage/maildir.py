@@ -41,7 +41,8 @@ table ``expunged``, so IMAP QRESYNC can tell a client what vanished since its la
 Every change made through a mailbox (delivery, flags, removal) is published, after it
 is on disk, to the store's `MailboxEvents` hub, so IMAP IDLE hears of it at once. The
 store of every user's folders (paths, folder names, delete, rename, the POP3 lock) is
-maildir_store.py.
+maildir_store.py; what a file name and its info letters say is maildir_names.py; the
+index's schema, its rows and the UIDVALIDITY counter are maildir_index.py.
 
 Standards: Maildir (D. J. Bernstein), Maildir++, RFC 1939 §7 (UIDL), RFC 3501 §2.3.1.1 (UIDs),
 RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq), §3.2 (expunged UIDs' modseq).
@@ -49,63 +50,31 @@ RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq), §3.2 (expunged UIDs' modseq)
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Hashable
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from postoffice.fileio import sync_dir, write_all
+from postoffice.storage import maildir_names as naming
 from postoffice.storage.base import MessageInfo
 from postoffice.storage.indexcache import IndexCache, SharedIndex
+from postoffice.storage.maildir_index import COLUMNS, MIGRATIONS, Entry, next_uidvalidity
 from postoffice.storage.notify import MailboxEvents
 from postoffice.storage.sqlite import SqliteFile
 
 INDEX_NAME = "postoffice-index.sqlite"
-INFO = ":2,"  # Maildir info separator: ":2," followed by the flag letters
 _SUBDIRS = ("tmp", "new", "cur")
-_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
-_LETTERS = {flag.lower(): letter for letter, flag in _FLAGS.items()}
-_ARRIVAL = re.compile(r"(\d+)\.(?:M(\d{1,6}))?")
-_VSIZE = re.compile(r",W=([0-9]+)")  # Dovecot's virtual (CRLF) size
-_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")  # each becomes CRLF on the wire
-_SIZE = re.compile(r",S=(\d+)")
-_DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]+")
-_KEYWORD = re.compile(r'[^\x00-\x20\x7f(){%*"\\\]]+')  # RFC 3501 §9 atom
 _SETTLE_NS = 2_000_000_000  # mtimes younger than this always re-sync (mtime granularity)
 
 _T = TypeVar("_T")
 
-_INDEX_MIGRATIONS = (
-    (
-        "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        # uidvalidity 0: not given yet; the first open sets it (`_next_uidvalidity`)
-        "INSERT INTO meta (name, value) VALUES"
-        " ('uidvalidity', 0), ('uidnext', 1), ('highestmodseq', 1)",
-        "CREATE TABLE messages (uid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
-        " subdir TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
-        " modseq INTEGER NOT NULL, internaldate REAL NOT NULL, keywords TEXT NOT NULL)",
-    ),
-    (  # the mtimes (ns) of new/ and cur/ at the last sync
-        "INSERT INTO meta (name, value) VALUES ('synced_new', 0), ('synced_cur', 0)",
-    ),
-    (  # RFC 7162 §3.2: expunged UIDs and their modseq, complete from 'expunged_from' on
-        "CREATE TABLE expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
-        "CREATE INDEX expunged_modseq ON expunged (modseq)",
-        "INSERT INTO meta (name, value)"
-        " SELECT 'expunged_from', value FROM meta WHERE name = 'highestmodseq'",
-    ),
-)
-_COLUMNS = "uid, key, subdir, name, size, modseq, internaldate, keywords"
-_UIDVALIDITY_FILE = "postoffice-uidvalidity"  # in the user's directory: the last one given
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux ≥ 4.14; elsewhere read_cached never reads
 
 
@@ -119,107 +88,6 @@ def _make_dirs(path: Path) -> None:
         with suppress(FileExistsError):
             directory.mkdir(mode=0o700)
         sync_dir(directory.parent)
-
-
-def _letters(flags: frozenset[str]) -> tuple[set[str], str]:
-    """Info letters and the space-joined keyword list for IMAP `flags`; ValueError if invalid."""
-    letters: set[str] = set()
-    keywords: list[str] = []
-    for flag in flags:
-        if flag.startswith("\\"):
-            if flag.lower() not in _LETTERS:
-                raise ValueError(f"flag {flag} cannot be stored")
-            letters.add(_LETTERS[flag.lower()])
-        elif flag.isascii() and _KEYWORD.fullmatch(flag):
-            keywords.append(flag)
-        else:
-            raise ValueError(f"{flag!r} is not a valid keyword")
-    return letters, " ".join(sorted(keywords))
-
-
-def _arrival(key: str) -> float | None:
-    """Arrival time from a name starting ``<secs>.M<usecs>``; None for other names."""
-    match = _ARRIVAL.match(key)
-    if match is None:
-        return None
-    return int(match[1]) + int(match[2] or 0) / 1e6
-
-
-def _delivery_id(name: str) -> str | None:
-    """The ``Q`` part of a name written by `deliver` (``<secs>.M<usecs>P<pid>Q<id>.<host>``)."""
-    parts = name.split(".", 2)
-    if len(parts) < 3:
-        return None
-    _, q, delivery_id = parts[1].partition("Q")
-    return delivery_id if q else None
-
-
-def _flag_set(info: str, keywords: str) -> frozenset[str]:
-    """IMAP flags from the info letters (what follows ``:2,``) and the keyword list."""
-    flags = {_FLAGS[letter] for letter in info if letter in _FLAGS}
-    flags.update(keywords.split())
-    return frozenset(flags)
-
-
-def _next_uidvalidity(user_dir: Path) -> int:
-    """A UIDVALIDITY no folder of this user had before: max(now, last + 1), kept on disk.
-
-    RFC 9051 §2.3.1.1 forbids reusing a name's UIDVALIDITY with other UIDs; the creation
-    second alone repeats when a folder is deleted and made again (or its index rebuilt)
-    within one second. The counter file is locked (`flock`) against other processes and
-    threads, and fsynced before the value is used.
-    """
-    path = user_dir / _UIDVALIDITY_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        text = os.pread(fd, 32, 0).strip()
-        last = int(text) if text.isdigit() else 0
-        value = max(int(time.time()), last + 1)
-        os.pwrite(fd, b"%d\n" % value, 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if not text:  # a new file: its directory entry must be durable too
-        sync_dir(user_dir)
-    return value
-
-
-@dataclass(slots=True)
-class _Entry:
-    """One index row."""
-
-    uid: int
-    key: str
-    subdir: str  # "new" or "cur"
-    name: str  # full file name, key plus info
-    size: int
-    modseq: int
-    internaldate: float
-    keywords: str  # space-separated
-
-    @property
-    def info(self) -> str:
-        return self.name.partition(INFO)[2]
-
-    def row(self) -> tuple[int, str, str, str, int, int, float, str]:
-        return (
-            self.uid,
-            self.key,
-            self.subdir,
-            self.name,
-            self.size,
-            self.modseq,
-            self.internaldate,
-            self.keywords,
-        )
-
-    def letters(self) -> set[str]:
-        return {letter for letter in self.info if letter in _FLAGS}
-
-    def message_info(self) -> MessageInfo:
-        flags = _flag_set(self.info, self.keywords)
-        return MessageInfo(self.uid, self.key, self.size, flags, self.modseq, self.internaldate)
 
 
 class MaildirMailbox:
@@ -281,7 +149,7 @@ class MaildirMailbox:
         """`internaldate` (IMAP APPEND's date-time) replaces the arrival time: in the name,
         which the index reads it from like any arrival time, and as the file's mtime, where
         Dovecot looks for it. Times before 1970 become 1970, which names cannot go below."""
-        if delivery_id is not None and not _DELIVERY_ID.fullmatch(delivery_id):
+        if delivery_id is not None and not naming.DELIVERY_ID.fullmatch(delivery_id):
             raise ValueError(f"delivery id {delivery_id!r} must be letters, digits, - or _")
         key = self._new_name(delivery_id, len(data), internaldate)
         tmp, new = self.path / "tmp" / key, self.path / "new" / key
@@ -295,7 +163,7 @@ class MaildirMailbox:
             try:
                 write_all(fd, (data,))
                 if internaldate is not None:
-                    arrival = _arrival(key)
+                    arrival = naming.arrival(key)
                     os.utime(fd, (arrival, arrival))
                 os.fsync(fd)
             finally:
@@ -320,7 +188,7 @@ class MaildirMailbox:
                 names = os.listdir(self.path / sub)
             except FileNotFoundError:
                 continue
-            if any(_delivery_id(name) == delivery_id for name in names):
+            if any(naming.delivery_id(name) == delivery_id for name in names):
                 return True
         return False
 
@@ -333,12 +201,12 @@ class MaildirMailbox:
                 self._shared, self._index, self._files = shared, shared.index, shared.files
                 return shared.index
             self._create()
-            index = SqliteFile(self.path / INDEX_NAME, _INDEX_MIGRATIONS, synchronous="NORMAL")
+            index = SqliteFile(self.path / INDEX_NAME, MIGRATIONS, synchronous="NORMAL")
             try:
                 with index.transaction() as db:
                     given = self._meta(db, "uidvalidity")
                 if not given:  # a new index; a rival that sets it first wins
-                    value = _next_uidvalidity(self.path.parent if self._subfolder else self.path)
+                    value = next_uidvalidity(self.path.parent if self._subfolder else self.path)
                     with index.transaction(write=True) as db:
                         db.execute(
                             "UPDATE meta SET value = ? WHERE name = 'uidvalidity' AND value = 0",
@@ -376,9 +244,9 @@ class MaildirMailbox:
         return modseq
 
     @staticmethod
-    def _find(db: sqlite3.Connection, key: str) -> _Entry | None:
-        row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _Entry(*row)
+    def _find(db: sqlite3.Connection, key: str) -> Entry | None:
+        row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE key = ?", (key,)).fetchone()
+        return None if row is None else Entry(*row)
 
     def _describe(self, key: str, path: Path) -> tuple[float, int]:
         """Arrival time and CRLF size from the name; the file itself only for foreign names.
@@ -387,14 +255,14 @@ class MaildirMailbox:
         stored with CRLF and named `,S=`; Dovecot names the CRLF size `,W=` (its `,S=` is
         the LF size); a name with neither is measured once, here, when first indexed.
         """
-        arrival = _arrival(key)
-        size = _VSIZE.search(key) or _SIZE.search(key)
+        arrival = naming.arrival(key)
+        size = naming.name_size(key)
         if arrival is not None and size is not None:
-            return arrival, int(size[1])
+            return arrival, size
         stat = os.stat(path)
         return (
             stat.st_mtime if arrival is None else arrival,
-            _crlf_size(path) if size is None else int(size[1]),
+            naming.crlf_size(path) if size is None else size,
         )
 
     def _mtimes(self) -> tuple[int, int]:
@@ -411,11 +279,11 @@ class MaildirMailbox:
         return mtimes == recorded and time.time_ns() - max(mtimes) > _SETTLE_NS
 
     @staticmethod
-    def _entries(db: sqlite3.Connection) -> dict[str, _Entry]:
-        rows = db.execute(f"SELECT {_COLUMNS} FROM messages")
-        return {entry.key: entry for entry in (_Entry(*row) for row in rows)}
+    def _entries(db: sqlite3.Connection) -> dict[str, Entry]:
+        rows = db.execute(f"SELECT {COLUMNS} FROM messages")
+        return {entry.key: entry for entry in (Entry(*row) for row in rows)}
 
-    def _sync(self, db: sqlite3.Connection) -> dict[str, _Entry]:
+    def _sync(self, db: sqlite3.Connection) -> dict[str, Entry]:
         """Bring the index in line with new/ and cur/; returns the entries by key."""
         mtimes = self._mtimes()  # before listing: a change during the listing moves them on
         on_disk: dict[str, tuple[str, str]] = {}
@@ -456,10 +324,10 @@ class MaildirMailbox:
         uid = self._meta(db, "uidnext")
         added = []
         for arrival, key, size in fresh:  # ascending arrival: ascending UIDs
-            added.append(_Entry(uid, key, *on_disk[key], size, modseq, arrival, ""))
+            added.append(Entry(uid, key, *on_disk[key], size, modseq, arrival, ""))
             uid += 1
         db.executemany(
-            f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [entry.row() for entry in added],
         )
         db.execute("UPDATE meta SET value = ? WHERE name = 'uidnext'", (uid,))
@@ -508,7 +376,7 @@ class MaildirMailbox:
                 return list(listing)
         with index.transaction() as db:
             if self._settled(db):
-                rows = db.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY uid").fetchall()
+                rows = db.execute(f"SELECT {COLUMNS} FROM messages ORDER BY uid").fetchall()
             else:
                 rows = None
         if rows is None:
@@ -538,7 +406,8 @@ class MaildirMailbox:
             marks = (name[len(key) :], keywords)
             flags = flag_sets.get(marks)
             if flags is None:
-                flags = flag_sets[marks] = _flag_set(marks[0].partition(INFO)[2], keywords)
+                info = marks[0].partition(naming.INFO)[2]
+                flags = flag_sets[marks] = naming.flag_set(info, keywords)
             listing.append(MessageInfo(uid, key, size, flags, modseq, internaldate))
             files[key] = f"{subdir}/{name}"
         self._files = files
@@ -607,7 +476,7 @@ class MaildirMailbox:
         System flags other than those with a Maildir letter (\\Recent) raise ValueError,
         an unknown key KeyError.
         """
-        letters, keywords = _letters(flags)
+        letters, keywords = naming.letters(flags)
         with self._db().transaction(write=True) as db:
             entry = self._find(db, key)
             changed = None
@@ -624,11 +493,12 @@ class MaildirMailbox:
         return entry.message_info()
 
     def _store_flags(
-        self, db: sqlite3.Connection, entry: _Entry, letters: set[str], keywords: str
+        self, db: sqlite3.Connection, entry: Entry, letters: set[str], keywords: str
     ) -> bool:
         """Rename the file and update `entry` and its row; whether the flags changed."""
-        kept = {letter for letter in entry.info if letter not in _FLAGS}  # e.g. Dovecot keywords
-        name = f"{entry.key}{INFO}{''.join(sorted(kept | letters))}"
+        # Letters that are no IMAP system flag (e.g. Dovecot's keywords) are kept.
+        kept = {letter for letter in entry.info if letter not in naming.FLAGS}
+        name = f"{entry.key}{naming.INFO}{''.join(sorted(kept | letters))}"
         if (entry.subdir, entry.name) != ("cur", name):
             os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / name)
         changed = entry.letters() != letters or entry.keywords != keywords
@@ -678,9 +548,3 @@ class MaildirMailbox:
                 "SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid", (modseq,)
             ).fetchall()
         return [uid for (uid,) in rows]
-
-
-def _crlf_size(path: Path) -> int:
-    """Octets of the file once every bare CR and bare LF is sent as CRLF."""
-    data = path.read_bytes()
-    return len(data) + len(_BARE_LINE_END.findall(data))
