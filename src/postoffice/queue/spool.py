@@ -340,17 +340,16 @@ class Spool:
         """
         claimed = self._claim_spare(target.name) if new else None
         tmp = claimed or self._tmp / f"{target.parent.name}.{target.name}"
-        if claimed is None:
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
-            fd = os.open(tmp, flags, 0o600)  # before the try: another store's tmp file stays
+        if claimed:
+            flags = os.O_WRONLY  # an existing spare, overwritten from the start below
         else:
-            fd = os.open(tmp, os.O_WRONLY)
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC)
+        fd = os.open(tmp, flags, 0o600)  # before the try: another store's tmp file stays
         try:
             try:
-                if claimed is not None:
-                    size = os.fstat(fd).st_size
+                old_size = os.fstat(fd).st_size if claimed else 0
                 write_all(fd, parts)
-                if claimed is not None and size > (length := sum(map(len, parts))):
+                if old_size > (length := sum(map(len, parts))):
                     os.ftruncate(fd, length)  # the spare's old tail
                 self._sync_file(fd)
             finally:

@@ -160,9 +160,8 @@ class IndexCache:
     def _let_go(self, deadline: float) -> list[SharedIndex]:
         released = []
         while self._entries and next(iter(self._entries.values())).used <= deadline:
-            _, shared = self._entries.popitem(last=False)
-            if shared.listing is not None:
-                self._listed -= len(shared.listing[1])
+            shared = self._unhold(next(iter(self._entries)))
+            assert shared is not None
             self._unheld[shared.path] = shared
             released.append(shared)
         return released
@@ -176,10 +175,16 @@ class IndexCache:
         self._timer.daemon = True  # never keeps a process from exiting
         self._timer.start()
 
-    def _drop(self, path: Path) -> None:
+    def _unhold(self, path: Path) -> SharedIndex | None:
+        """Stop holding `path`'s entry; its listing no longer counts towards the bound."""
         shared = self._entries.pop(path, None)
         if shared is not None and shared.listing is not None:
             self._listed -= len(shared.listing[1])
+        return shared
+
+    def _drop(self, path: Path) -> None:
+        shared = self._unhold(path)
+        if shared is not None:
             shared.listing = None
 
     def _evict(self) -> None:
