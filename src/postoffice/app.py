@@ -239,6 +239,7 @@ class Server:
                 client_limits=self.client_limits,
                 directory=self.directory,
                 resolver=self.resolver,
+                connections=self.counter,
             )
 
     def _delivery_event(self, kind: str, entry: object, detail: dict[str, object]) -> None:

@@ -6,6 +6,11 @@ writes the message durably into the spool, expansion and store in one hop to
 the disk pool (`postoffice.diskio`). Only when `submit` returns may a server
 answer `250`: the message is on stable storage by then.
 
+A caller whose session is the only one of its process may ask for the store `inline`,
+on the event loop's own thread: with nobody else to serve meanwhile the loop would only
+wait, and the hop there and back (two thread wake-ups, two hand-overs of the GIL) costs a
+single session some 10 % of its rate (docs/performance.md).
+
 Messages the server writes itself (bounces) come in with `Origin.internal`:
 their Received: header has only a `by` clause, as from Postfix's pickup.
 
@@ -101,12 +106,19 @@ class Cleanup:
         )
 
     async def submit(
-        self, sender: Address | None, recipients: list[Address], data: bytes, origin: Origin
+        self,
+        sender: Address | None,
+        recipients: list[Address],
+        data: bytes,
+        origin: Origin,
+        *,
+        inline: bool = False,
     ) -> QueueEntry:
         """Queue `data` durably for `recipients`; raise Refused with the reply to give.
 
         Order of the header block as stored: our Received:, DKIM-Signature (when we sign),
-        Message-ID/Date completed for submissions, then the message as it came.
+        Message-ID/Date completed for submissions, then the message as it came. `inline`
+        stores on the calling thread (see the module docstring).
         """
         header_end = data.find(b"\r\n\r\n")
         headers = data if header_end < 0 else data[: header_end + 2]
@@ -123,17 +135,18 @@ class Cleanup:
         if self.should_sign(origin):
             assert self.signer is not None
             data = await asyncio.to_thread(self.signer, data) + data  # below Received:
+        store = functools.partial(
+            self._expand_and_store,
+            str(sender) if sender else "",
+            recipients,
+            trace + data,
+            qid=qid,
+            client=origin.as_dict(),
+            message_id=message_id,
+            arrival=now,
+        )
         try:
-            entry = await diskio.run(
-                self._expand_and_store,
-                str(sender) if sender else "",
-                recipients,
-                trace + data,
-                qid=qid,
-                client=origin.as_dict(),
-                message_id=message_id,
-                arrival=now,
-            )
+            entry = store() if inline else await diskio.run(store)
         except SpoolFull:
             raise Refused(DISK_FULL) from None
         self.on_queued(entry)

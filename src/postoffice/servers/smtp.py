@@ -48,6 +48,7 @@ from postoffice.protocols.smtp import (
 )
 from postoffice.protocols.smtp.replies import TOO_MANY_RECIPIENTS
 from postoffice.queue.cleanup import Cleanup, Origin, Refused
+from postoffice.servers.listener import ConnectionCounter
 from postoffice.servers.login import Login, LoginGate
 from postoffice.servers.session import BaseSession
 from postoffice.storage.base import Directory
@@ -98,6 +99,7 @@ class SmtpContext:
     client_limits: ClientLimits
     directory: Directory
     resolver: Resolver
+    connections: ConnectionCounter  # every protocol's, in this process
 
     @property
     def submission(self) -> bool:
@@ -423,7 +425,9 @@ class SmtpSession(BaseSession):
             if verdict.action is inbound.Action.JUNK:
                 origin.extra["junk"] = "1"  # RFC 7489 §6.3 quarantine: the Junk folder
         try:
-            entry = await self.ctx.cleanup.submit(sender, recipients, data, origin)
+            # The only session of this process: store without the hop to the disk pool.
+            alone = self.ctx.connections.total == 1
+            entry = await self.ctx.cleanup.submit(sender, recipients, data, origin, inline=alone)
         except Refused as refused:
             self.ctx.log.event(
                 "refused", client=self.client, sender=_addr(sender), reply=refused.reply.text

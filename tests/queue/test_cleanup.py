@@ -1,0 +1,52 @@
+"""Cleanup's store: on the disk pool, or inline on the loop's thread for a lone session."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+
+from postoffice.mail.address import parse_address
+from postoffice.queue.cleanup import Cleanup, Origin
+from postoffice.queue.entry import QueueEntry
+from postoffice.queue.spool import Spool
+from postoffice.storage.directory import SqliteDirectory
+from postoffice.testing.clock import FakeClock
+
+MESSAGE = b"Subject: hi\r\n\r\nHello.\r\n"
+
+
+class RecordingSpool(Spool):
+    """A real spool that notes which thread each store ran on."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.threads: list[threading.Thread] = []
+
+    def store(self, *args: object, **kwargs: object) -> QueueEntry:
+        self.threads.append(threading.current_thread())
+        return super().store(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_store_runs_inline_only_when_asked_and_is_durable_either_way(
+    tmp_path: Path, inline: bool
+) -> None:
+    spool = RecordingSpool(tmp_path / "queue")
+    directory = SqliteDirectory(
+        tmp_path / "directory.sqlite",
+        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
+    cleanup = Cleanup(spool, directory, "mx.example.org", FakeClock())
+    origin = Origin(client_ip="127.0.0.1", helo="client.example")
+    rcpt = parse_address("bob@example.net")
+
+    entry = asyncio.run(cleanup.submit(None, [rcpt], MESSAGE, origin, inline=inline))
+
+    on_caller = spool.threads == [threading.main_thread()]
+    assert on_caller is inline
+    stored = Spool(tmp_path / "queue").read_message(entry.qid)  # as a restart would see it
+    assert stored.endswith(MESSAGE) and stored.startswith(b"Received: from client.example")
