@@ -194,6 +194,21 @@ def test_a_silent_client_is_closed_after_command_timeout(limited: ServerProcess)
     assert TIMEOUT - 0.5 < took < TIMEOUT + 2.5
 
 
+def test_each_command_gives_the_client_a_new_command_timeout(limited: ServerProcess) -> None:
+    """Commands answered while the session's task sleeps (smtp_parked.py) move the time
+    limit on like any other: a client busy for twice the timeout is not cut off."""
+    with RawClient(limited.smtp_port, source=next(IPS)) as client:
+        client.ehlo()
+        started = time.monotonic()
+        while time.monotonic() - started < 2 * TIMEOUT:
+            assert client.command("NOOP").code == 250
+            time.sleep(TIMEOUT / 3)
+        assert client.command("MAIL FROM:<a@example.org>").code == 250
+        data, took = client.until_closed(TIMEOUT + 5)
+    assert parse_replies(data)[-1].text.startswith("4.4.2")
+    assert TIMEOUT - 0.5 < took < TIMEOUT + 2.5
+
+
 def dribble(client: RawClient, data: bytes, interval: float, limit: float) -> float:
     """Send `data` one byte every `interval` seconds; how long until the server hung up."""
     started = time.monotonic()

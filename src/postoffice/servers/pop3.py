@@ -37,6 +37,7 @@ from postoffice.policy.limits import ClientLimits
 from postoffice.protocols import pop3, sasl
 from postoffice.protocols.pop3 import NEED_DATA, PAUSED, Err, Ok, OkLines, Signal, events
 from postoffice.servers.login import Login, LoginGate
+from postoffice.servers.parked import reader_is_empty
 from postoffice.servers.pop3_parked import Parked
 from postoffice.servers.session import BaseSession
 from postoffice.storage.base import Mailbox, MailStore, MessageInfo
@@ -154,7 +155,7 @@ class Pop3Session(BaseSession):
             if event is NEED_DATA:
                 if self.writer.transport.get_write_buffer_size():
                     await self.writer.drain()  # RFC 2449 §6.6: answers flushed before waiting
-                if self.mailbox is not None and not self.stopping:
+                if self.mailbox is not None and not self.stopping and reader_is_empty(self.reader):
                     event = await self.wait(self.parked)  # TRANSACTION: see Parked
                     if event is None:
                         return

@@ -1,9 +1,8 @@
 """A logged-in POP3 session's connection while its task waits for the client.
 
-With streams, every command costs a future, a task wake-up and an extra turn of the event
-loop. `Parked` takes the transport over while the session waits and answers the commands
-that need no waiting right as their bytes arrive; anything else goes back to the session's
-task, in order (see the class). Split from servers/pop3.py, which uses it.
+`Parked` (servers/parked.py lends the transport) answers the commands that need no waiting
+right as their bytes arrive; anything else goes back to the session's task, in order (see
+the class). Split from servers/pop3.py, which uses it.
 
 Standards: RFC 1939 (the commands answered), RFC 2449 §6.6 (PIPELINING: replies in order)
 """
@@ -11,19 +10,19 @@ Standards: RFC 1939 (the commands answered), RFC 2449 §6.6 (PIPELINING: replies
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from postoffice.protocols.pop3 import NEED_DATA
+from postoffice.servers import parked
 
 if TYPE_CHECKING:
     from postoffice.servers.pop3 import Pop3Session
 
 
-class Parked(asyncio.Protocol):
+class Parked(parked.Parked):
     """The transport's protocol while a TRANSACTION session waits for its client.
 
-    With streams, every command costs a future, a task wake-up and an extra turn of the event
-    loop. Parked, the session answers what needs no waiting (`Pop3Session.quick`: STAT, LIST,
+    Parked, the session answers what needs no waiting (`Pop3Session.quick`: STAT, LIST,
     UIDL, DELE, NOOP, RSET, and RETR/TOP of a cached message) right in `data_received`, in
     order, so a client fetching message after message never wakes the task. Anything else —
     a command needing the disk or a login, a limit hit, a write buffer not yet empty (the task
@@ -32,24 +31,11 @@ class Parked(asyncio.Protocol):
     """
 
     def __init__(self, session: Pop3Session, transport: asyncio.BaseTransport):
+        super().__init__(transport, NEED_DATA)
         self.session = session
-        self.transport = transport
-        self.inner = transport.get_protocol()
-        self.loop = asyncio.get_running_loop()  # once: each call costs a getpid() syscall
-        self.waiter: asyncio.Future[Any] = self.loop.create_future()
-        transport.set_protocol(self)
-
-    def unpark(self, result: object = NEED_DATA) -> None:
-        """Give the transport back to the stream protocol and wake the task (once)."""
-        if self.transport.get_protocol() is self:
-            self.transport.set_protocol(self.inner)
-        if not self.waiter.done():
-            self.waiter.set_result(result)
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter.done():  # the task was cancelled (idle, shutdown) and is leaving
-            self.unpark()
-            self.inner.data_received(data)  # type: ignore[attr-defined]
+        if self.hand_back(data):  # the task was cancelled (idle, shutdown) and is leaving
             return
         session, conn = self.session, self.session.conn
         conn.receive_data(data)
@@ -71,17 +57,3 @@ class Parked(asyncio.Protocol):
                 self.unpark(event)
                 return
             self.transport.write(reply)  # type: ignore[attr-defined]
-
-    def eof_received(self) -> bool | None:
-        self.unpark()
-        return self.inner.eof_received()  # type: ignore[attr-defined]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.unpark()
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from postoffice.config import Config
 from postoffice.dns import Resolver
@@ -50,7 +50,9 @@ from postoffice.protocols.smtp.replies import TOO_MANY_RECIPIENTS
 from postoffice.queue.cleanup import Cleanup, Origin, Refused
 from postoffice.servers.listener import ConnectionCounter
 from postoffice.servers.login import Login, LoginGate
+from postoffice.servers.parked import reader_is_empty
 from postoffice.servers.session import BaseSession
+from postoffice.servers.smtp_parked import Parked
 from postoffice.storage.base import Directory
 from postoffice.tls import ServerTls
 
@@ -155,6 +157,8 @@ class SmtpSession(BaseSession):
         "user",
     )
 
+    QUICK: ClassVar[dict[type, Callable[[SmtpSession, Any], Reply]]]  # set below the class
+
     def __init__(
         self,
         context: Callable[[], SmtpContext],
@@ -195,11 +199,11 @@ class SmtpSession(BaseSession):
         while not conn.closed:
             event = conn.next_event()
             if event is NEED_DATA:
-                data = await self.read()
-                if data is None:
+                event = await self.receive()
+                if event is None:
                     return
-                conn.receive_data(data)
-                continue
+                if event is NEED_DATA:
+                    continue
             if event is PAUSED:  # cannot happen: every event is answered below
                 raise RuntimeError("SMTP core paused with no reply pending")
             self.command_deadline = None  # a command arrived whole: the next one is timed anew
@@ -209,36 +213,33 @@ class SmtpSession(BaseSession):
                 self.ctx.log.event("rate_limited", client=self.client, what="commands")
                 await self.goodbye(TOO_FAST)
                 return
-            reply = await _HANDLERS[type(event)](self, event)
+            quick = _QUICK.get(type(event))
+            reply = quick(self, event) if quick else await _WAITING[type(event)](self, event)
             self.writer.write(conn.send(reply))
             await self.run_after_reply()
             if self.stopping and self.between_transactions and not conn.closed:
                 self.writer.write(conn.send(SHUTTING_DOWN))
         await self.flush()
 
-    async def read(self) -> bytes | None:
-        """Flush replies, then read, within the current phase's time limit; None: hang up."""
-        limits = self.ctx.config.limits
-        now = asyncio.get_running_loop().time()
-        if self.conn.state in _BODY_STATES:
-            # RFC 5321 §4.5.3.2.5: a silence limit per read, and (like Postfix's
-            # smtpd_min_data_rate) an overall one: a client dribbling a byte now and then
-            # must still send `min_data_rate` octets a second on average.
-            if self.body_started is None:
-                self.body_started, self.body_octets = now, 0
-            earned = self.body_octets / limits.min_data_rate
-            deadline = min(now, self.body_started + earned) + limits.data_timeout
-        else:  # RFC 5321 §4.5.3.2.7: the time allowed for the next command
-            self.body_started = None
-            if self.command_deadline is None:
-                self.command_deadline = now + limits.command_timeout
-            deadline = self.command_deadline
+    async def receive(self) -> object | None:
+        """Flush replies, then wait for the client within the current phase's time limit.
+
+        Parked (smtp_parked.py) while nothing is buffered: returns the first event its quick
+        handlers could not answer, or NEED_DATA. Otherwise it reads into the core and returns
+        NEED_DATA. None: hang up.
+        """
         self.idle = self.between_transactions
         try:
             if self.stopping and self.idle:
                 raise asyncio.CancelledError
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(self.deadline(self.loop_time())) as timer:
                 await self.writer.drain()  # RFC 2920: flush replies before waiting for input
+                if reader_is_empty(self.reader):
+                    lent = Parked(self, self.writer.transport, timer)
+                    try:
+                        return await lent.waiter
+                    finally:
+                        lent.unpark()
                 data = await self.reader.read(65536)
         except TimeoutError:
             await self.goodbye(TIMEOUT)
@@ -251,9 +252,35 @@ class SmtpSession(BaseSession):
             return None
         finally:
             self.idle = False
+        self.count_body(data)
+        self.conn.receive_data(data)
+        return NEED_DATA
+
+    @staticmethod
+    def loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
+    def deadline(self, now: float) -> float:
+        """When the client must have sent the next command, or more of the body."""
+        limits = self.ctx.config.limits
+        if self.conn.state in _BODY_STATES:
+            # RFC 5321 §4.5.3.2.5: a silence limit per read, and (like Postfix's
+            # smtpd_min_data_rate) an overall one: a client dribbling a byte now and then
+            # must still send `min_data_rate` octets a second on average.
+            if self.body_started is None:
+                self.body_started, self.body_octets = now, 0
+            earned = self.body_octets / limits.min_data_rate
+            return min(now, self.body_started + earned) + limits.data_timeout
+        # RFC 5321 §4.5.3.2.7: the time allowed for the next command
+        self.body_started = None
+        if self.command_deadline is None:
+            self.command_deadline = now + limits.command_timeout
+        return self.command_deadline
+
+    def count_body(self, data: bytes) -> None:
+        """Octets received while waiting for the body count towards its minimum rate."""
         if self.body_started is not None:
             self.body_octets += len(data)
-        return data
 
     async def goodbye(self, reply: Reply) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -284,7 +311,7 @@ class SmtpSession(BaseSession):
         self.sender = None
         self.recipients = []
 
-    async def on_helo(self, event: events.Helo) -> Reply:
+    def on_helo(self, event: events.Helo) -> Reply:
         self.reset()
         self.helo = event.domain
         if event.extended:
@@ -361,7 +388,7 @@ class SmtpSession(BaseSession):
         self.ctx.log.event("auth_locked", client=self.client, strikes=self.locked_strikes)
         return AUTH_LOCKED_BYE if self.locked_strikes >= LOCKED_STRIKES else AUTH_LOCKED
 
-    async def on_mail(self, event: events.MailFrom) -> Reply:
+    def on_mail(self, event: events.MailFrom) -> Reply:
         self.reset()
         if self.ctx.submission:
             if not self.user:  # RFC 6409 §4.3: submission needs an authenticated user
@@ -379,7 +406,7 @@ class SmtpSession(BaseSession):
         self.sender = event.sender
         return SENDER_OK
 
-    async def on_rcpt(self, event: events.RcptTo) -> Reply:
+    def on_rcpt(self, event: events.RcptTo) -> Reply:
         policy = self.ctx.policy
         rcpt = policy.normalize(event.recipient)
         verdict = policy.check(rcpt, self.client_ip, authenticated=bool(self.user))
@@ -395,10 +422,10 @@ class SmtpSession(BaseSession):
             )
         return verdict.reply
 
-    async def on_data(self, event: events.Data) -> Reply:
+    def on_data(self, event: events.Data) -> Reply:
         return GO_AHEAD
 
-    async def on_bdat_chunk(self, event: events.BdatChunk) -> Reply:
+    def on_bdat_chunk(self, event: events.BdatChunk) -> Reply:
         return Reply(250, "2.0.0", f"{event.size} octets received")
 
     async def on_end_of_data(self, event: events.EndOfData) -> Reply:
@@ -482,31 +509,31 @@ class SmtpSession(BaseSession):
         )
         return verdict
 
-    async def on_rset(self, event: events.Rset) -> Reply:
+    def on_rset(self, event: events.Rset) -> Reply:
         self.reset()
         return OK
 
-    async def on_noop(self, event: events.Noop) -> Reply:
+    def on_noop(self, event: events.Noop) -> Reply:
         return OK
 
-    async def on_quit(self, event: events.Quit) -> Reply:
+    def on_quit(self, event: events.Quit) -> Reply:
         return Reply(221, "2.0.0", "Bye")
 
-    async def on_vrfy(self, event: events.Vrfy) -> Reply:
+    def on_vrfy(self, event: events.Vrfy) -> Reply:
         # RFC 5321 §3.5.3: 252 neither confirms nor denies that a user exists.
         return Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
 
-    async def on_help(self, event: events.Help) -> Reply:
+    def on_help(self, event: events.Help) -> Reply:
         return Reply(
             214,
             "2.0.0",
             "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
         )
 
-    async def on_not_offered(self, event: object) -> Reply:
+    def on_not_offered(self, event: object) -> Reply:
         return Reply(502, "5.5.1", "Command not implemented")
 
-    async def on_error(self, event: events.CommandError) -> Reply:
+    def on_error(self, event: events.CommandError) -> Reply:
         reply = event.reply
         # RFC 5321 §4.5.3.1.10: past the recipient limit a client is told 452 and sends the
         # rest in another transaction; counting these would hang up on pipelined mailings.
@@ -523,25 +550,29 @@ class SmtpSession(BaseSession):
         return event.reply
 
 
-# Each event of the core to its handler (unbound: one table for every session).
-_HANDLERS: dict[type, Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
+# Each event of the core to its handler (unbound: one table for every session). Quick
+# handlers answer at once, and a parked session answers them without its task (Parked).
+_QUICK: dict[type, Callable[[SmtpSession, Any], Reply]] = {
     events.Helo: SmtpSession.on_helo,
     events.MailFrom: SmtpSession.on_mail,
     events.RcptTo: SmtpSession.on_rcpt,
     events.Data: SmtpSession.on_data,
     events.BdatChunk: SmtpSession.on_bdat_chunk,
-    events.EndOfData: SmtpSession.on_end_of_data,
     events.Rset: SmtpSession.on_rset,
     events.Noop: SmtpSession.on_noop,
     events.Quit: SmtpSession.on_quit,
     events.Vrfy: SmtpSession.on_vrfy,
     events.Expn: SmtpSession.on_not_offered,
     events.Help: SmtpSession.on_help,
+    events.CommandError: SmtpSession.on_error,
+}
+_WAITING: dict[type, Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
+    events.EndOfData: SmtpSession.on_end_of_data,
     events.StartTls: SmtpSession.on_starttls,
     events.Auth: SmtpSession.on_auth,
     events.AuthData: SmtpSession.on_auth_data,
-    events.CommandError: SmtpSession.on_error,
 }
+SmtpSession.QUICK = _QUICK
 
 
 def _addr(address: Address | None) -> str:
