@@ -137,3 +137,23 @@ def test_listed_messages_are_bounded_over_held_folders_only(tmp_path: Path, held
     second = _shared(cache, tmp_path / "b.sqlite")
     cache.remember(second, "stamp", _listing(100))
     assert (first.listing is None) is held  # over the bound only while both are held
+
+
+def test_memory_goes_back_to_the_system_once_the_last_folder_is_let_go(tmp_path: Path) -> None:
+    clock, emptied = Clock(), []
+    cache = IndexCache(idle=IDLE, clock=clock, on_empty=lambda: emptied.append(clock.now))
+    first = _shared(cache, tmp_path / "a.sqlite")
+    clock.now += IDLE / 2
+    second = _shared(cache, tmp_path / "b.sqlite")
+    del first, second  # both sessions ended
+    clock.now += IDLE / 2
+    cache.expire()
+    assert emptied == []  # the second folder is still held
+    in_use = cache.get(tmp_path / "b.sqlite")  # a session opens it again
+    clock.now += IDLE
+    cache.expire()
+    assert emptied == []  # let go of, but still in use
+    del in_use
+    clock.now += 1
+    cache.expire()
+    assert emptied == [clock.now]

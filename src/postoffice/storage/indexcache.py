@@ -18,11 +18,13 @@ An entry is held for `IDLE` seconds after its last use (opened by a mailbox, or 
 listing); then the cache lets go of it, a timer thread doing so when nothing else happens. A
 mailbox object still using it keeps it alive, with its listing, and the next `get` holds it
 again; once its last user lets go it goes, with its listing and connection. That is what a
-folder costs when nobody reads it: nothing. 10 s outlasts the gaps between the sessions
-that belong together (a client's parallel connections, a reconnect, successive short
-sessions), not a polling interval of a minute or more, for which the listing would be held
-for little: listing a folder again costs ~3 ms a 1,000 messages (and a new connection ~3 ms),
-next to ~100 ms for the login's password check, while keeping 10,000 listed costs ~4.5 MiB.
+folder costs when nobody reads it: nothing. Once the last folder is gone the freed pages
+go back to the system too (`heap.trim`), or the process would stay at its peak size.
+10 s outlasts the gaps between the sessions that belong together (a client's parallel
+connections, a reconnect, successive short sessions), not a polling interval of a minute or
+more, for which the listing would be held for little: listing a folder again costs ~3 ms a
+1,000 messages (and a new connection ~3 ms), next to ~100 ms for the login's password
+check, while keeping 10,000 listed costs ~4.5 MiB.
 
 Nothing here calls `gc.freeze` any more. It kept large cached listings out of the cyclic
 collector's walks (which had stopped the event loop 30-55 ms, the SMTP p99), but it froze
@@ -48,6 +50,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postoffice import heap
 from postoffice.storage.base import MessageInfo
 from postoffice.storage.sqlite import SqliteFile
 
@@ -89,6 +92,7 @@ class IndexCache:
         messages: int = MESSAGES,
         idle: float = IDLE,
         clock: Callable[[], float] = time.monotonic,
+        on_empty: Callable[[], None] = heap.trim,
     ) -> None:
         self._lock = threading.Lock()
         self._entries: OrderedDict[Path, SharedIndex] = OrderedDict()  # held, oldest use first
@@ -96,6 +100,7 @@ class IndexCache:
         self._unheld: weakref.WeakValueDictionary[Path, SharedIndex] = weakref.WeakValueDictionary()
         self._folders, self._messages = folders, messages
         self._idle, self._clock = idle, clock
+        self._on_empty = on_empty  # the last folder is gone: memory back to the system
         self._timer: threading.Timer | None = None
         self._listed = 0  # messages in the listings of held entries
 
@@ -144,6 +149,10 @@ class IndexCache:
             self._arm()
         # Outside the lock: an entry no mailbox object uses goes now, closing its index.
         released.clear()
+        with self._lock:
+            empty = not self._entries and not self._unheld
+        if empty:
+            self._on_empty()
 
     def _hold(self, shared: SharedIndex) -> None:
         """Hold `shared` (again) as the most recently used entry, for `idle` seconds more."""
