@@ -1,12 +1,12 @@
 """The thread pool for blocking disk work (fsync chains), shared by the queue and delivery.
 
-`asyncio.to_thread` uses the loop's default executor, `min(32, cores + 4)`
-threads: on a 2-core machine six threads shared by every session, so a few
-sessions waiting on fsync made all the others queue behind them
-(docs/performance.md). Work that mostly waits for the disk runs here instead,
-on up to `DISK_THREADS` threads created on demand; the kernel batches the
-concurrent fsyncs into shared journal commits. CPU-bound work (DKIM signing)
-stays on the default executor.
+Work that mostly waits for the disk runs here, on up to `DISK_THREADS` threads created on
+demand, apart from the loop's default executor (DKIM signing and other CPU-bound work stay
+there). Eight, not more: concurrent stores already share their directory fsyncs (group
+commit, `fileio.sync_dir`), and every further thread is one more taker of the GIL between
+its system calls, which the event loop then waits for after each of its own. With 32 threads
+a server under 20 sessions accepted a quarter less than with 8 (docs/performance.md); with 2,
+delivery fell behind reception.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-DISK_THREADS = 32
+DISK_THREADS = 8
 
 P = ParamSpec("P")
 T = TypeVar("T")
