@@ -4,9 +4,9 @@ Work that mostly waits for the disk runs here, on up to `DISK_THREADS` threads c
 demand, apart from the loop's default executor (DKIM signing and other CPU-bound work stay
 there). Eight, not more: concurrent stores already share their directory fsyncs (group
 commit, `fileio.sync_dir`), and every further thread is one more taker of the GIL between
-its system calls, which the event loop then waits for after each of its own. With 32 threads
-a server under 20 sessions accepted a quarter less than with 8 (docs/performance.md); with 2,
-delivery fell behind reception.
+its system calls, which the event loop then waits for after each of its own. Under 20
+sessions, 8 threads accepted 1.05-1.25x what 32 did, in three series of A/B runs
+(docs/performance.md); 4 accepted as much as 8 but delivery fell behind, 2 more so.
 """
 
 from __future__ import annotations
