@@ -232,7 +232,8 @@ class SmtpSession(BaseSession):
         try:
             if self.stopping and self.idle:
                 raise asyncio.CancelledError
-            async with asyncio.timeout_at(self.deadline(self.loop_time())) as timer:
+            now = asyncio.get_running_loop().time()
+            async with asyncio.timeout_at(self.deadline(now)) as timer:
                 await self.writer.drain()  # RFC 2920: flush replies before waiting for input
                 if reader_is_empty(self.reader):
                     lent = Parked(self, self.writer.transport, timer)
@@ -255,10 +256,6 @@ class SmtpSession(BaseSession):
         self.count_body(data)
         self.conn.receive_data(data)
         return NEED_DATA
-
-    @staticmethod
-    def loop_time() -> float:
-        return asyncio.get_running_loop().time()
 
     def deadline(self, now: float) -> float:
         """When the client must have sent the next command, or more of the body."""
