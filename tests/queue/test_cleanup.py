@@ -26,9 +26,9 @@ class RecordingSpool(Spool):
         super().__init__(root)
         self.threads: list[threading.Thread] = []
 
-    def store(self, *args: object, **kwargs: object) -> QueueEntry:
+    def write(self, entry: QueueEntry, data: bytes, envelope: bytes | None = None) -> None:
         self.threads.append(threading.current_thread())
-        return super().store(*args, **kwargs)  # type: ignore[arg-type]
+        super().write(entry, data, envelope)
 
 
 @pytest.mark.parametrize("inline", [True, False])

@@ -2,9 +2,9 @@
 
 Cleanup checks for mail loops, prepends our `Received:` trace header, expands
 recipients through the directory (aliases, catch-alls, subaddresses) and
-writes the message durably into the spool, expansion and store in one hop to
-the disk pool (`postoffice.diskio`). Only when `submit` returns may a server
-answer `250`: the message is on stable storage by then.
+writes the message durably into the spool: the expansion and the envelope on the
+event loop, the store in one hop to the disk pool (`postoffice.diskio`). Only when
+`submit` returns may a server answer `250`: the message is on stable storage by then.
 
 A caller whose session is the only one of its process may ask for the store `inline`,
 on the event loop's own thread: with nobody else to serve meanwhile the loop would only
@@ -135,44 +135,28 @@ class Cleanup:
         if self.should_sign(origin):
             assert self.signer is not None
             data = await asyncio.to_thread(self.signer, data) + data  # below Received:
-        store = functools.partial(
-            self._expand_and_store,
+        # Expansion (SQLite) and the envelope are made here: the disk thread, if any, only
+        # makes system calls (between them it waits for the GIL).
+        message = trace + data
+        entry = self.spool.envelope(
             str(sender) if sender else "",
-            recipients,
-            trace + data,
+            self.expand(recipients),
+            message,
             qid=qid,
             client=origin.as_dict(),
             message_id=message_id,
             arrival=now,
         )
+        store = functools.partial(self.spool.write, entry, message, entry.to_json())
         try:
-            entry = store() if inline else await diskio.run(store)
+            if inline:
+                store()
+            else:
+                await diskio.run(store)
         except SpoolFull:
             raise Refused(DISK_FULL) from None
         self.on_queued(entry)
         return entry
-
-    def _expand_and_store(
-        self,
-        sender: str,
-        recipients: list[Address],
-        data: bytes,
-        *,
-        qid: str,
-        client: dict[str, str],
-        message_id: str,
-        arrival: float,
-    ) -> QueueEntry:
-        """Expansion (SQLite) and the durable store in one hop to the disk pool."""
-        return self.spool.store(
-            sender,
-            self.expand(recipients),
-            data,
-            qid=qid,
-            client=client,
-            message_id=message_id,
-            arrival=arrival,
-        )
 
     def expand(self, recipients: list[Address]) -> list[tuple[str, str]]:
         """(final address, original address) pairs, without duplicates of a final address."""

@@ -131,11 +131,39 @@ class Spool:
         `qid` comes from `new_qid` when the caller needs it first (for the
         Received header). Returns only once message and state are on stable
         storage. Raises `SpoolFull` on ENOSPC/EDQUOT; on any error nothing of
-        the message is left.
+        the message is left. The same as `write(envelope(...))`.
+        """
+        entry = self.envelope(
+            sender,
+            recipients,
+            data,
+            client=client,
+            message_id=message_id,
+            arrival=arrival,
+            qid=qid,
+        )
+        self.write(entry, data)
+        return entry
+
+    def envelope(
+        self,
+        sender: str,
+        recipients: list[tuple[str, str]],
+        data: bytes,
+        *,
+        client: dict[str, str],
+        message_id: str,
+        arrival: float,
+        qid: str | None = None,
+    ) -> QueueEntry:
+        """The entry `store` would write for this message; no disk access.
+
+        Callers on an event loop build it there, so that the disk thread has only system
+        calls to make (each of its returns to Python waits for the GIL).
         """
         if qid is not None and not _QID.fullmatch(qid):
             raise ValueError(f"not a queue id: {qid!r}")
-        entry = QueueEntry(
+        return QueueEntry(
             qid=qid or self.new_qid(),
             sender=sender,
             recipients=[RecipientState(address=final, original=orig) for final, orig in recipients],
@@ -144,9 +172,18 @@ class Spool:
             message_id=message_id,
             client=dict(client),
         )
+
+    def write(self, entry: QueueEntry, data: bytes, envelope: bytes | None = None) -> None:
+        """Store `data` durably under `entry` (from `envelope`); `envelope`: its JSON, if
+        already made. Raises as `store` does."""
         try:
             self._write_durably(
-                self._messages / entry.qid, _HEAD, entry.to_json(), b"\n", data, new=True
+                self._messages / entry.qid,
+                _HEAD,
+                entry.to_json() if envelope is None else envelope,
+                b"\n",
+                data,
+                new=True,
             )
         except FileExistsError:
             raise  # the queue id is another message's: nothing of this one was written
@@ -155,7 +192,6 @@ class Spool:
             if exc.errno in _FULL_ERRNOS:
                 raise SpoolFull(exc.errno, f"spool full: {exc.strerror}") from exc
             raise
-        return entry
 
     def recover(self) -> list[QueueEntry]:
         """Clean up after a crash; return the active and deferred entries, marked `recovered`.
