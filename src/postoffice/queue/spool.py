@@ -48,7 +48,7 @@ import threading
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from postoffice.fileio import read_all, sync_dir, write_all
 from postoffice.queue.entry import QueueEntry, QueueState, RecipientState
@@ -116,32 +116,10 @@ class Spool:
         return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(75, -1, -5))
 
     def store(
-        self,
-        sender: str,
-        recipients: list[tuple[str, str]],
-        data: bytes,
-        *,
-        client: dict[str, str],
-        message_id: str,
-        arrival: float,
-        qid: str | None = None,
+        self, sender: str, recipients: list[tuple[str, str]], data: bytes, **envelope: Any
     ) -> QueueEntry:
-        """Queue a message durably; `recipients` are (final, original) address pairs.
-
-        `qid` comes from `new_qid` when the caller needs it first (for the
-        Received header). Returns only once message and state are on stable
-        storage. Raises `SpoolFull` on ENOSPC/EDQUOT; on any error nothing of
-        the message is left. The same as `write(envelope(...))`.
-        """
-        entry = self.envelope(
-            sender,
-            recipients,
-            data,
-            client=client,
-            message_id=message_id,
-            arrival=arrival,
-            qid=qid,
-        )
+        """Queue a message durably: `envelope` (its keyword arguments too), then `write`."""
+        entry = self.envelope(sender, recipients, data, **envelope)
         self.write(entry, data)
         return entry
 
@@ -156,7 +134,9 @@ class Spool:
         arrival: float,
         qid: str | None = None,
     ) -> QueueEntry:
-        """The entry `store` would write for this message; no disk access.
+        """The entry for a message, to `write`; no disk access. `recipients` are (final,
+        original) address pairs; `qid` comes from `new_qid` when the caller needs it first
+        (for the Received header).
 
         Callers on an event loop build it there, so that the disk thread has only system
         calls to make (each of its returns to Python waits for the GIL).
@@ -175,7 +155,8 @@ class Spool:
 
     def write(self, entry: QueueEntry, data: bytes, envelope: bytes | None = None) -> None:
         """Store `data` durably under `entry` (from `envelope`); `envelope`: its JSON, if
-        already made. Raises as `store` does."""
+        already made. Returns only once the message is on stable storage. Raises `SpoolFull`
+        on ENOSPC/EDQUOT; on any error nothing of the message is left."""
         try:
             self._write_durably(
                 self._messages / entry.qid,
