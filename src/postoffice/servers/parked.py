@@ -16,7 +16,7 @@ Standards: none of its own.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 
 def reader_is_empty(reader: asyncio.StreamReader) -> bool:
@@ -35,12 +35,14 @@ class Parked(asyncio.Protocol):
     stream protocol gets to see it.
     """
 
-    def __init__(self, transport: asyncio.BaseTransport, result_on_unpark: object):
+    NOTHING: ClassVar[object]  # what the task gets when no command is handed over
+
+    def __init__(self, session: Any, transport: asyncio.BaseTransport):
+        self.session = session
         self.transport = transport
         self.inner = transport.get_protocol()
         self.loop = asyncio.get_running_loop()  # once: each call costs a getpid() syscall
         self.waiter: asyncio.Future[Any] = self.loop.create_future()
-        self.nothing = result_on_unpark  # what the task gets when no command is handed over
         transport.set_protocol(self)
 
     def unpark(self, result: object = None) -> None:
@@ -48,7 +50,7 @@ class Parked(asyncio.Protocol):
         if self.transport.get_protocol() is self:
             self.transport.set_protocol(self.inner)
         if not self.waiter.done():
-            self.waiter.set_result(self.nothing if result is None else result)
+            self.waiter.set_result(self.NOTHING if result is None else result)
 
     def hand_back(self, data: bytes) -> bool:
         """When the task stopped waiting (cancelled: idle, shutdown): give `data` to the

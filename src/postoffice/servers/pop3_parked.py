@@ -9,7 +9,6 @@ Standards: RFC 1939 (the commands answered), RFC 2449 §6.6 (PIPELINING: replies
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from postoffice.protocols.pop3 import NEED_DATA
@@ -30,9 +29,8 @@ class Parked(parked.Parked):
     wakes the task with it. The idle timer and shutdown still cancel the waiting task.
     """
 
-    def __init__(self, session: Pop3Session, transport: asyncio.BaseTransport):
-        super().__init__(transport, NEED_DATA)
-        self.session = session
+    NOTHING = NEED_DATA
+    session: Pop3Session
 
     def data_received(self, data: bytes) -> None:
         if self.hand_back(data):  # the task was cancelled (idle, shutdown) and is leaving

@@ -27,15 +27,17 @@ class Parked(parked.Parked):
 
     Each command with a quick handler is counted against the client's command rate,
     answered and the session's time limit moved on (`timer`, the task's timeout). Anything
-    else — a handler that waits (the end of a message, STARTTLS, AUTH, QUIT), a limit hit,
+    else — a handler that waits (the end of a message, STARTTLS, AUTH), a limit hit,
     a write buffer not yet empty, shutdown — wakes the task with that event, in order.
     """
+
+    NOTHING = NEED_DATA
+    session: SmtpSession
 
     def __init__(
         self, session: SmtpSession, transport: asyncio.BaseTransport, timer: asyncio.Timeout
     ):
-        super().__init__(transport, NEED_DATA)
-        self.session = session
+        super().__init__(session, transport)
         self.timer = timer
 
     def data_received(self, data: bytes) -> None:
