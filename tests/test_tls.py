@@ -129,6 +129,31 @@ def test_self_signed_is_replaced_for_a_new_hostname_or_near_expiry(tmp_path: Pat
     )
 
 
+def test_data_dir_from_before_the_record_keeps_its_certificate(tmp_path: Path) -> None:
+    first = ServerTls(None, None, tmp_path, "localhost")
+    record = first.cert_path.parent / "selfsigned.json"
+    cert_pem = first.cert_path.read_bytes()
+    record.unlink()
+
+    again = ServerTls(None, None, tmp_path, "localhost")
+    assert again.cert_path.read_bytes() == cert_pem
+    assert record.exists()
+
+
+def test_the_record_vouches_only_for_the_file_it_was_written_for(tmp_path: Path) -> None:
+    first = ServerTls(None, None, tmp_path, "localhost")
+    # Another certificate in its place: it names localhost but not the loopback addresses,
+    # which a generated one for a local name must; only a fresh check finds that out.
+    install(trustme.CA().issue_cert("localhost"), first.cert_path.parent)
+    replaced = first.cert_path.read_bytes()
+
+    again = ServerTls(None, None, tmp_path, "localhost")
+    cert = x509.load_pem_x509_certificate(again.cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert again.cert_path.read_bytes() != replaced
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+
+
 @pytest.mark.parametrize("hostname", ["localhost", "mail.example.test"])
 def test_generated_certificate_verifies_for_the_hostname(tmp_path: Path, hostname: str) -> None:
     tls = ServerTls(None, None, tmp_path, hostname)

@@ -63,6 +63,22 @@ def send(server: ServerProcess, subject: str) -> str:
         return reply.decode()
 
 
+def test_no_serving_process_loads_cryptography(tmp_path: Path) -> None:
+    """It is needed only to make the self-signed certificate (tls_selfsigned.py, a process
+    of its own); loaded in each server process it cost ~2 MiB apiece."""
+    with workers_server(tmp_path, workers=3) as server:
+        assert server.process is not None
+        with smtplib.SMTP(server.host, server.smtp_port, timeout=20) as client:
+            client.starttls()  # the certificate is in use
+            assert client.noop()[0] == 250
+        pids = [server.process.pid, *children(server.process.pid)]
+        assert len(pids) == 3
+        for pid in pids:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "ssl" in maps  # what this looks for is there to be seen
+            assert "cryptography" not in maps, pid
+
+
 def test_receivers_share_the_ports_and_every_message_is_delivered_once(
     tmp_path: Path,
 ) -> None:
