@@ -332,6 +332,21 @@ def test_read_cached_gives_listed_small_messages_and_never_guesses(
     assert inbox.read_cached(big, 4096, size * 100) is None  # over the limit
 
 
+def test_a_listed_file_in_new_with_info_letters_is_read_where_it_is(
+    inbox: MaildirMailbox,
+) -> None:
+    """A foreign writer may leave info letters on a file in new/: its name is not its key,
+    so where it is must be remembered, not assumed to be new/<key>."""
+    put(inbox, "new", "1700000000.M1P1.other.test:2,S")
+    put(inbox, "new", "1700000001.M2P1.other.test", MESSAGE * 2)
+    first, second = inbox.messages()
+    assert first.flags == frozenset({"\\Seen"})
+    assert inbox.read_cached(first.key, 4096) == MESSAGE
+    assert inbox.read(first.key) == MESSAGE
+    assert inbox.read_cached(second.key, 4096) == MESSAGE * 2
+    assert inbox.read(second.key) == MESSAGE * 2
+
+
 def test_two_sessions_share_the_index(store: MaildirStore) -> None:
     with store.mailbox("alice@a.test") as one, store.mailbox("alice@a.test") as two:
         key = one.deliver(MESSAGE)

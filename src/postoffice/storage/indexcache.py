@@ -77,7 +77,7 @@ class SharedIndex:
     identity: tuple[int, int] | None  # the index file's device and inode
     # Tells connections apart in stamps: SQLite's data_version is per connection.
     serial: int = field(default_factory=lambda: next(_serials))
-    files: dict[str, str] = field(default_factory=dict)  # key -> "subdir/name", a hint
+    files: dict[str, str | None] = field(default_factory=dict)  # maildir.py's file hints
     listing: tuple[Hashable, list[MessageInfo]] | None = None  # (stamp, messages)
     used: float = 0.0  # the cache's clock at the last use
 

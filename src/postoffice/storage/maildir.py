@@ -54,7 +54,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from contextlib import suppress
 from functools import partial
 from operator import attrgetter
@@ -76,6 +76,17 @@ _SETTLE_NS = 2_000_000_000  # mtimes younger than this always re-sync (mtime gra
 _T = TypeVar("_T")
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux ≥ 4.14; elsewhere read_cached never reads
+
+
+def _hint(key: str, subdir: str, name: str) -> str | None:
+    """Where a message is, as `_files` keeps it: None for new/<key>, the place of most
+    messages of a large mailbox (a string a message less to hold), else "subdir/name"."""
+    return None if subdir == "new" and name == key else f"{subdir}/{name}"
+
+
+def _where(key: str, hint: str | None) -> str:
+    """The path below the folder that `_hint` gave `hint` for."""
+    return f"new/{key}" if hint is None else hint
 
 
 def _make_dirs(path: Path) -> None:
@@ -109,9 +120,10 @@ class MaildirMailbox:
         self._cache = cache  # the index and listing shared with this process's other users
         self._index: SqliteFile | None = None
         self._shared: SharedIndex | None = None
-        # Where each message was at the last listing or change: key -> "subdir/name". A
-        # hint: a file moved since (another session's flag change) is looked up again.
-        self._files: dict[str, str] = {}
+        # Where each message was at the last listing or change: key -> "subdir/name", or
+        # None for new/<key> (`_hint`). A hint: a file moved since (another session's flag
+        # change) is looked up again.
+        self._files: dict[str, str | None] = {}
 
     def _changed(self) -> None:
         if self._events is not None:
@@ -374,16 +386,14 @@ class MaildirMailbox:
             if cached_token == token:
                 self._files = shared.files
                 return list(listing)
-        with index.transaction() as db:
+        listing = None
+        with index.transaction() as db:  # rows one by one: never a list of them all at once
             if self._settled(db):
-                rows = db.execute(f"SELECT {COLUMNS} FROM messages ORDER BY uid").fetchall()
-            else:
-                rows = None
-        if rows is None:
+                listing = self._listing(db.execute(f"SELECT {COLUMNS} FROM messages ORDER BY uid"))
+        if listing is None:
             with index.transaction(write=True) as db:
                 entries = sorted(self._sync(db).values(), key=attrgetter("uid"))
-            rows = [entry.row() for entry in entries]
-        listing = self._listing(rows)
+            listing = self._listing(entry.row() for entry in entries)
         if shared is not None and self._cache is not None:
             shared.files = self._files
             if settled:
@@ -392,7 +402,7 @@ class MaildirMailbox:
         return listing
 
     def _listing(
-        self, rows: list[tuple[int, str, str, str, int, int, float, str]]
+        self, rows: Iterable[tuple[int, str, str, str, int, int, float, str]]
     ) -> list[MessageInfo]:
         """MessageInfos of index rows in UID order; remembers where each file is.
 
@@ -400,7 +410,7 @@ class MaildirMailbox:
         mailbox has few combinations, and this is the cost of every login.
         """
         flag_sets: dict[tuple[str, str], frozenset[str]] = {}
-        files: dict[str, str] = {}
+        files: dict[str, str | None] = {}
         listing = []
         for uid, key, subdir, name, size, modseq, internaldate, keywords in rows:
             marks = (name[len(key) :], keywords)
@@ -409,7 +419,7 @@ class MaildirMailbox:
                 info = marks[0].partition(naming.INFO)[2]
                 flags = flag_sets[marks] = naming.flag_set(info, keywords)
             listing.append(MessageInfo(uid, key, size, flags, modseq, internaldate))
-            files[key] = f"{subdir}/{name}"
+            files[key] = _hint(key, subdir, name)
         self._files = files
         return listing
 
@@ -417,8 +427,9 @@ class MaildirMailbox:
 
     def _with_file(self, key: str, use: Callable[[Path], _T]) -> _T:
         """Apply `use` to the message's file; re-syncs once if it moved. KeyError if gone."""
-        known = self._files.get(key)
-        if known is None:
+        if key in self._files:
+            known = _where(key, self._files[key])
+        else:
             with self._db().transaction() as db:
                 entry = self._find(db, key)
             known = None if entry is None else f"{entry.subdir}/{entry.name}"
@@ -429,7 +440,7 @@ class MaildirMailbox:
             entry = self._sync(db).get(key)
         if entry is None:
             raise KeyError(key)
-        self._files[key] = f"{entry.subdir}/{entry.name}"
+        self._files[key] = _hint(key, entry.subdir, entry.name)
         return use(self.path / entry.subdir / entry.name)
 
     def read_cached(self, key: str, limit: int, size: int | None = None) -> bytes | None:
@@ -443,11 +454,10 @@ class MaildirMailbox:
         the listing gave (`MessageInfo.size`), spares the ``fstat``: one octet more is
         asked for, so a file of any other size reads short or long and gives None.
         """
-        known = self._files.get(key)
-        if known is None or _NOWAIT is None or (size is not None and size > limit):
+        if key not in self._files or _NOWAIT is None or (size is not None and size > limit):
             return None
         try:
-            fd = os.open(f"{self.path}/{known}", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(f"{self.path}/{_where(key, self._files[key])}", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
@@ -505,7 +515,7 @@ class MaildirMailbox:
         if changed:
             entry.modseq = self._next_modseq(db)
         entry.subdir, entry.name, entry.keywords = "cur", name, keywords
-        self._files[entry.key] = f"cur/{name}"
+        self._files[entry.key] = _hint(entry.key, "cur", name)
         db.execute(
             "UPDATE messages SET subdir = ?, name = ?, modseq = ?, keywords = ? WHERE uid = ?",
             (entry.subdir, entry.name, entry.modseq, entry.keywords, entry.uid),
