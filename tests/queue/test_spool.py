@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,7 +55,8 @@ def test_store_writes_one_file_holding_envelope_and_message(tmp_path: Path) -> N
     entry = store(spool)
     assert files(tmp_path) == [f"messages/{entry.qid}"]
     head, _, rest = (tmp_path / "messages" / entry.qid).read_bytes().partition(b"\n")
-    assert head.startswith(b"\0postoffice-queue 2 {") and rest == MESSAGE
+    assert head.startswith(b"\0postoffice-queue 3 %08x {" % zlib.crc32(MESSAGE))
+    assert rest == MESSAGE
     assert spool.read_message(entry.qid) == MESSAGE
     with spool.open_message(entry.qid) as message:
         assert message.read() == MESSAGE
@@ -192,11 +194,41 @@ def _old_layout_cut_in_state_write(root: Path, qid: str) -> None:
     (root / "active" / qid).rename(root / "tmp" / f"active.{qid}")
 
 
+def _reserved_cut_in_the_envelope(root: Path, qid: str) -> None:
+    """A store into a reserved name (no rename: its content is the commit) cut off early."""
+    path = root / "messages" / qid
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def _reserved_cut_in_the_message(root: Path, qid: str) -> None:
+    path = root / "messages" / qid
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 3])
+
+
+def _reserved_length_written_before_the_data(root: Path, qid: str) -> None:
+    """A machine crash may keep the file's new size but not its last block."""
+    path = root / "messages" / qid
+    data = path.read_bytes()
+    path.write_bytes(data[:-5] + b"\0" * 5)
+
+
 def _rewrite_in_old_layout(root: Path, qid: str) -> None:
     """What versions before one file per message left: message bytes + state in active/."""
     head, _, message = (root / "messages" / qid).read_bytes().partition(b"\n")
     (root / "messages" / qid).write_bytes(message)
-    (root / "active" / qid).write_bytes(head.removeprefix(b"\0postoffice-queue 2 "))
+    (root / "active" / qid).write_bytes(head[head.index(b"{") :])
+
+
+def test_a_message_file_of_the_version_before_the_checksum_is_recovered(tmp_path: Path) -> None:
+    entry = store(Spool(tmp_path))
+    path = tmp_path / "messages" / entry.qid
+    head, _, message = path.read_bytes().partition(b"\n")
+    path.write_bytes(b"\0postoffice-queue 2 " + head[head.index(b"{") :] + b"\n" + message)
+    spool = Spool(tmp_path)
+    [recovered] = spool.recover()
+    assert recovered.qid == entry.qid
+    assert spool.read_message(entry.qid) == MESSAGE
 
 
 def test_an_older_two_file_spool_is_recovered_and_delivered_from(tmp_path: Path) -> None:
@@ -218,16 +250,75 @@ def test_an_older_two_file_spool_is_recovered_and_delivered_from(tmp_path: Path)
         _cut_before_rename,
         _old_layout_cut_before_state_write,
         _old_layout_cut_in_state_write,
+        _reserved_cut_in_the_envelope,
+        _reserved_cut_in_the_message,
+        _reserved_length_written_before_the_data,
     ],
 )
 def test_store_cut_off_before_commit_is_never_recovered(
     tmp_path: Path, crash: Callable[[Path, str], None]
 ) -> None:
-    entry = store(Spool(tmp_path))
+    spool = Spool(tmp_path)
+    if crash.__name__.startswith("_reserved"):
+        spool.reserve()
+    entry = store(spool)
     crash(tmp_path, entry.qid)
     spool = Spool(tmp_path)
     assert spool.recover() == []
     assert files(tmp_path) == []
+
+
+# -- names reserved ahead: a store commits by its content -----------------------------------
+
+
+def test_a_store_under_a_reserved_name_syncs_no_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+    assert spool.wants_reserves()
+    assert not spool.wants_reserves()  # once, until reserve() has run
+    spool.reserve()
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    entry = store(spool)
+    assert synced == ["file"]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    restarted = Spool(tmp_path)
+    assert [e.qid for e in restarted.recover()] == [entry.qid]
+    assert restarted.read_message(entry.qid) == MESSAGE
+    assert files(tmp_path) == [f"messages/{entry.qid}"]  # unused reserved names are gone
+
+
+def test_a_reserved_spare_still_holding_its_old_message_is_not_recovered(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    old = store(spool, data=MESSAGE * 3)
+    spool.remove(old.qid)  # synced: the file becomes a spare at once
+    assert spares(tmp_path) == [f"spare/{old.qid}"]
+    spool.reserve()  # the spare, under a new name, still holds the old message
+    assert spares(tmp_path) == []
+    [reserved] = [p for p in (tmp_path / "messages").iterdir() if p.stat().st_size]
+    assert reserved.name != old.qid and MESSAGE * 3 in reserved.read_bytes()
+    restarted = Spool(tmp_path)
+    assert restarted.recover() == []
+    assert files(tmp_path) == []
+
+
+def test_a_reserved_spare_is_overwritten_to_the_new_length(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    old = store(spool, data=MESSAGE * 50)
+    spool.remove(old.qid)
+    spool.reserve()  # the spare becomes the first reserved name
+    short = [store(spool, data=b"%d\r\n" % i) for i in range(70)]
+    for i, entry in enumerate(short):
+        assert spool.read_message(entry.qid) == b"%d\r\n" % i
+    assert sorted(e.qid for e in Spool(tmp_path).recover()) == sorted(e.qid for e in short)
 
 
 def test_state_file_without_message_is_dropped(
@@ -355,6 +446,8 @@ WRITER = textwrap.dedent(
     spool = Spool(Path(sys.argv[1]))
     base = int(sys.argv[2])
     for i in range(base, base + 100_000):
+        if sys.argv[3] == "reserved" and spool.wants_reserves():
+            spool.reserve()  # stores then write into names made durable ahead
         body = (f"{i}:" * (1 + i * 7919 % 60_000)).encode()  # as body() below
         entry = spool.store("s@x", [("r@y", "r@y")], body, client={}, message_id=str(i), arrival=0)
         print(entry.qid, i, flush=True)
@@ -367,13 +460,14 @@ def body(i: int) -> bytes:
     return (f"{i}:" * (1 + i * 7919 % 60_000)).encode()
 
 
-def test_sigkill_while_storing_loses_no_acknowledged_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("names", ["fresh", "reserved"])
+def test_sigkill_while_storing_loses_no_acknowledged_message(tmp_path: Path, names: str) -> None:
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
     acknowledged: dict[str, int] = {}
     for round_ in range(5):
         writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(tmp_path), str(round_ * 1_000_000)],
+            [sys.executable, "-c", WRITER, str(tmp_path), str(round_ * 1_000_000), names],
             stdout=subprocess.PIPE,
         )
         assert writer.stdout is not None

@@ -5,6 +5,8 @@ recipients through the directory (aliases, catch-alls, subaddresses) and
 writes the message durably into the spool: the expansion and the envelope on the
 event loop, the store in one hop to the disk pool (`postoffice.diskio`). Only when
 `submit` returns may a server answer `250`: the message is on stable storage by then.
+After a store, when the spool runs short of names made durable in advance
+(`Spool.reserve`), it makes more in the disk pool, off every store's path.
 
 A caller whose session is the only one of its process may ask for the store `inline`,
 on the event loop's own thread: with nobody else to serve meanwhile the loop would only
@@ -98,6 +100,7 @@ class Cleanup:
         self.clock = clock
         self.on_queued = on_queued
         self.signer = signer  # DKIM: the signature headers for a message, b"" if none
+        self._reserving: asyncio.Task[None] | None = None  # the spool's names made ahead
 
     def should_sign(self, origin: Origin) -> bool:
         """Our users' mail and our own DSNs are signed (RFC 6376); relayed mail is not."""
@@ -155,6 +158,8 @@ class Cleanup:
                 await diskio.run(store)
         except SpoolFull:
             raise Refused(DISK_FULL) from None
+        if self.spool.wants_reserves():  # later stores then need no directory fsync
+            self._reserving = asyncio.ensure_future(diskio.run(self.spool.reserve))
         self.on_queued(entry)
         return entry
 

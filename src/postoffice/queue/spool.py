@@ -1,13 +1,16 @@
 """The durable queue on disk: one message file per message, state files once it changes.
 
-A store writes one file into `messages/`: a first line with the envelope as it was
-received (`_HEAD` + the entry's JSON), then the message bytes. Every write goes to
-`tmp/`, is fsynced, renamed into place and the target directory fsynced, so a file
-under its final name is always complete and durable; the rename of the message file is
-the commit point, after which the message may be acknowledged: one file fsync and one
-(shared) directory fsync per message. A message without a state file is active with
-the envelope it was stored with. Once the queue changes an entry (deferred, held,
-released) it writes a state file into the directory that *is* the new state (Postfix
+A store writes one file into `messages/`: a first line with the CRC-32 of the message and
+the envelope as it was received (`_HEAD3`, the CRC, the entry's JSON), then the message
+bytes. Usually the file is a name reserved ahead (`reserve`: made durable for many stores
+with one directory fsync, off their path); the store writes it in place and fsyncs it, and
+the content is the commit point: a message is committed when its envelope names this
+queue id and its length and CRC-32 match. One file fsync a message, no directory fsync.
+Without a reserved name, the write goes to `tmp/`, is fsynced, renamed into place and the
+directory fsynced; the rename is then the commit point. Other writes (state files) always
+take that way, so a file under its final name is complete. A message without a state file
+is active with the envelope it was stored with. Once the queue changes an entry (deferred,
+held, released) it writes a state file into the directory that *is* the new state (Postfix
 style); a move writes the new copy before unlinking the old, so a crash leaves one or
 two copies, never none, and `recover` keeps the newest. The state file, when there is
 one, wins over the stored envelope. Removal takes the message file away first, so an
@@ -15,16 +18,18 @@ entry never comes back with an outdated envelope; a state file left without its 
 is dropped at recovery. Anything else a crash can leave (tmp files) was never
 acknowledged and is removed. Spools written by older versions (the message file holds
 only the message and the state file in `active/` is the commit point) are read the same
-way: a message file without `_HEAD` and without a state file is an unacknowledged store.
+way: a message file without a header and without a state file is an unacknowledged store,
+and a file of the version before the CRC (`_HEAD`) is committed by its name.
 
 Removed message files are recycled rather than unlinked (up to `_SPARES` files of at most
 `_SPARE_SIZE` bytes): the file moves to `tmp/retired.<qid>`, and once a `messages/` fsync
 that started after that move has completed (so the message cannot come back under its old
-name after a crash) to `spare/`. A store claims a spare by renaming it into `tmp/` (atomic:
-two processes never get the same one), overwrites it from the start, truncates, fsyncs and
-links it in as above. Creating and deleting an inode per message costs more than
-overwriting one: ext4 allocates and frees blocks each time and, without a journal, scans
-past every inode freed in the last minutes before it reuses one.
+name after a crash) to `spare/`. A reservation (or a store without one) claims a spare by
+renaming it into `tmp/` (atomic: two processes never get the same one) and links it into
+`messages/`; the store overwrites it from the start and truncates it. Creating and deleting
+an inode per message costs more than overwriting one: ext4 allocates and frees blocks each
+time and, without a journal, scans past every inode freed in the last minutes before it
+reuses one.
 
 Methods block and are thread-safe: stores never share a file, and operations on one
 queue id take a lock striped by id. Directory fsyncs are group-committed (`fileio.sync_dir`):
@@ -46,6 +51,8 @@ import random
 import re
 import threading
 import time
+import zlib
+from collections import deque
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -62,8 +69,11 @@ _RANDOM_BITS = 24  # 56 bits of microseconds + 24 random bits = 80 bits = 16 cha
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _LOCK_STRIPES = 64
 # First bytes of a message file that starts with its envelope. A NUL never begins a
-# message: SMTP refuses NUL octets, so files of the older layout never start with it.
-_HEAD = b"\0postoffice-queue 2 "
+# message: SMTP refuses NUL octets, so files of the oldest layout never start with it.
+_PREFIX = b"\0postoffice-queue "
+_HEAD = _PREFIX + b"2 "  # then the JSON: committed by its name (older versions wrote it)
+_HEAD3 = _PREFIX + b"3 "  # then the message's CRC-32 (8 hex digits), a space, the JSON
+_RESERVES = 64  # names made durable ahead for stores (each process's count, at most)
 _SPARES = 256  # removed message files kept for reuse, at most (each process's count)
 _SPARE_SIZE = 64 * 1024  # larger ones are unlinked: a spare keeps its blocks allocated
 _SPARE_LISTING_INTERVAL = 1.0  # seconds between listings of spare/ (other processes add)
@@ -92,6 +102,10 @@ class Spool:
         self._state_dirs = {state: root / state.value for state in QueueState}
         self._qid_lock = threading.Lock()
         self._last_micros = 0
+        self._reserve_lock = threading.Lock()
+        self._reserved: deque[str] = deque()  # durable names in messages/, oldest first
+        self._handed: set[str] = set()  # given out by new_qid, not yet written
+        self._reserving = False
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         missing = [
             d
@@ -106,7 +120,16 @@ class Spool:
     # -- receiving -------------------------------------------------------------------------
 
     def new_qid(self) -> str:
-        """A fresh queue id: microseconds since the epoch (increasing here), random bits."""
+        """A queue id for a store: a reserved one when there is one (`reserve`), else fresh."""
+        with self._reserve_lock:
+            if self._reserved:
+                qid = self._reserved.popleft()
+                self._handed.add(qid)
+                return qid
+        return self._fresh_qid()
+
+    def _fresh_qid(self) -> str:
+        """Microseconds since the epoch (increasing here), random bits."""
         with self._qid_lock:
             micros = max(time.time_ns() // 1000, self._last_micros + 1)
             self._last_micros = micros
@@ -157,15 +180,16 @@ class Spool:
         """Store `data` durably under `entry` (from `envelope`); `envelope`: its JSON, if
         already made. Returns only once the message is on stable storage. Raises `SpoolFull`
         on ENOSPC/EDQUOT; on any error nothing of the message is left."""
+        json = entry.to_json() if envelope is None else envelope
+        parts = (_HEAD3, b"%08x " % zlib.crc32(data), json, b"\n", data)
+        with self._reserve_lock:
+            reserved = entry.qid in self._handed
+            self._handed.discard(entry.qid)
         try:
-            self._write_durably(
-                self._messages / entry.qid,
-                _HEAD,
-                entry.to_json() if envelope is None else envelope,
-                b"\n",
-                data,
-                new=True,
-            )
+            if reserved:
+                self._write_in_place(self._messages / entry.qid, parts)
+            else:
+                self._write_durably(self._messages / entry.qid, *parts, new=True)
         except FileExistsError:
             raise  # the queue id is another message's: nothing of this one was written
         except OSError as exc:
@@ -173,6 +197,50 @@ class Spool:
             if exc.errno in _FULL_ERRNOS:
                 raise SpoolFull(exc.errno, f"spool full: {exc.strerror}") from exc
             raise
+
+    def wants_reserves(self) -> bool:
+        """Whether `reserve` should run now; True once until it has run."""
+        with self._reserve_lock:
+            if self._reserving or len(self._reserved) >= _RESERVES // 2:
+                return False
+            self._reserving = True
+            return True
+
+    def reserve(self) -> None:
+        """Make names for later stores durable now, off their path (module docstring).
+
+        Each is a spare file linked into messages/ under a fresh queue id, or a new empty
+        file; then one messages/ fsync for them all. A failure is logged: stores then take
+        the slower way until a later call succeeds.
+        """
+        with self._reserve_lock:
+            wanted = _RESERVES - len(self._reserved)
+        made: list[str] = []
+        try:
+            for _ in range(wanted):
+                qid = self._fresh_qid()
+                target = self._messages / qid
+                claimed = self._claim_spare(qid)
+                if claimed is None:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                    os.close(os.open(target, flags, 0o600))
+                else:
+                    try:
+                        os.link(claimed, target)  # unlike rename, refuses to replace
+                    finally:
+                        os.unlink(claimed)
+                made.append(qid)
+            self._sync_messages()
+        except OSError as exc:
+            logger.warning("queue: cannot reserve names for stores: %s", exc)
+            for qid in made:  # not known to be durable: never to be written in place
+                with suppress(OSError):
+                    (self._messages / qid).unlink()
+            made = []
+        finally:
+            with self._reserve_lock:
+                self._reserved.extend(made)
+                self._reserving = False
 
     def recover(self) -> list[QueueEntry]:
         """Clean up after a crash; return the active and deferred entries, marked `recovered`.
@@ -185,10 +253,12 @@ class Spool:
         committed = self._settle_state_files()
         messages = set(self._qids_in(self._messages))
         for qid in messages - committed.keys():
-            with open(self._messages / qid, "rb") as message:
-                committed_alone = message.read(len(_HEAD)) == _HEAD
-            if not committed_alone:  # older layout: a store cut off before its state file
-                (self._messages / qid).unlink()
+            # Not a whole message under its own name: a store cut off before its state
+            # file (oldest layout) or before its fsync, or a reserved name never written.
+            # A damaged envelope of the version before is left, logged when loaded below.
+            with suppress(ValueError):
+                if self._stored_envelope(qid) is None:
+                    (self._messages / qid).unlink()
         for qid in committed.keys() - messages:
             logger.info("queue %s: state file of a removed message; dropping it", qid)
             committed[qid].unlink()
@@ -219,7 +289,7 @@ class Spool:
             handle = open(self._messages / qid, "rb")  # noqa: SIM115  # the caller closes it
         except FileNotFoundError:
             raise UnknownQid(qid) from None
-        if handle.read(len(_HEAD)) == _HEAD:
+        if handle.read(len(_PREFIX)) == _PREFIX:
             handle.readline()
         else:
             handle.seek(0)
@@ -237,7 +307,7 @@ class Spool:
             data = read_all(fd)
         finally:
             os.close(fd)
-        return data[data.index(b"\n") + 1 :] if data.startswith(_HEAD) else data
+        return data[data.index(b"\n") + 1 :] if data.startswith(_PREFIX) else data
 
     # -- changing state --------------------------------------------------------------------
 
@@ -246,7 +316,7 @@ class Spool:
         target = self._state_path(entry.state, entry.qid)
         with self._lock(entry.qid):
             copies = self._state_files(entry.qid)
-            if not copies and self._stored_envelope(entry.qid) is None:
+            if not copies and self._stored_envelope(entry.qid, whole=False) is None:
                 raise UnknownQid(entry.qid)  # removed: no state file without a message
             self._write_durably(target, entry.to_json())
             for _, path in copies:
@@ -335,17 +405,49 @@ class Spool:
         except OSError:
             logger.exception("queue %s: cannot remove the message after a failed store", qid)
 
-    def _stored_envelope(self, qid: str) -> QueueEntry | None:
-        """The envelope a message file was stored with; None for the older layout."""
+    def _stored_envelope(self, qid: str, *, whole: bool = True) -> QueueEntry | None:
+        """The envelope a message file was stored with, if it holds a whole message under
+        its own queue id; None for the oldest layout, a reserved name, a torn store.
+        ValueError for a damaged envelope in a file of the version before the CRC.
+
+        A reserved name may still hold the removed message of the spare it was made from:
+        its envelope names another queue id. `whole` reads the message to check its length
+        and CRC-32 (a store cut off before its fsync); without, the first line only.
+        """
         if not _QID.fullmatch(qid):
             return None
         try:
             with open(self._messages / qid, "rb") as handle:
-                if handle.read(len(_HEAD)) != _HEAD:
-                    return None
-                return QueueEntry.from_json(handle.readline(), QueueState.ACTIVE)
+                line = handle.readline()
+                body = handle.read() if whole and line.startswith(_HEAD3) else None
         except FileNotFoundError:
             return None
+        if line.startswith(_HEAD):  # the version before the CRC: committed by its name
+            entry = QueueEntry.from_json(line[len(_HEAD) :], QueueState.ACTIVE)  # damaged: raises
+            return entry if entry.qid == qid else None  # a spare under a reserved name
+        if not line.startswith(_HEAD3):
+            return None
+        crc, text = line[len(_HEAD3) : len(_HEAD3) + 8], line[len(_HEAD3) + 9 :]
+        try:
+            entry = QueueEntry.from_json(text, QueueState.ACTIVE)
+        except ValueError:
+            return None  # cut off in its first line
+        if entry.qid != qid:
+            return None
+        if body is not None and (len(body) != entry.size or b"%08x" % zlib.crc32(body) != crc):
+            return None
+        return entry
+
+    def _write_in_place(self, target: Path, parts: tuple[bytes, ...]) -> None:
+        """Write a message into its reserved file and fsync it: its name is durable already,
+        and its content (length, CRC-32) says whether it is whole."""
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            write_all(fd, parts)
+            os.ftruncate(fd, sum(map(len, parts)))  # what a spare held beyond it
+            self._sync_file(fd)
+        finally:
+            os.close(fd)
 
     def _write_durably(self, target: Path, *parts: bytes, new: bool = False) -> None:
         """Write `parts` to tmp/, fsync, rename to `target`, fsync its directory.
