@@ -331,6 +331,17 @@ def test_missing_and_unreadable_files_are_named(tmp_path: Path) -> None:
     assert f"cannot read TLS key file {directory}" in one_line_error(cert_path, directory, tmp_path)
 
 
+def test_certificate_and_key_in_one_file_with_text_around_them(tmp_path: Path) -> None:
+    cert_path, key_path = install(trustme.CA().issue_cert("localhost"), tmp_path)
+    both = tmp_path / "both.pem"
+    both.write_bytes(
+        "Subject: Grüße, a bundle's comment\n".encode()
+        + key_path.read_bytes()
+        + cert_path.read_bytes()
+    )
+    assert ServerTls(both, both, tmp_path / "data", "localhost").context() is not None
+
+
 def test_mismatched_key_names_both_files(tmp_path: Path) -> None:
     ca = trustme.CA()
     cert_path, _ = install(ca.issue_cert("localhost"), tmp_path)

@@ -126,10 +126,11 @@ def _load_pair(context: ssl.SSLContext, cert_path: Path, key_path: Path) -> None
     cert_pem = _read(cert_path, "certificate")
     _read(key_path, "key")
     try:  # the certificate alone first, so that what load_cert_chain says is about the key
+        # PEM blocks are ASCII; text around them (a bundle's comments) may not be
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
-            cadata=cert_pem.decode("ascii")
+            cadata=cert_pem.decode("ascii", "ignore")
         )
-    except (ssl.SSLError, UnicodeDecodeError):
+    except ssl.SSLError:
         raise TlsError(f"TLS certificate file {cert_path} holds no PEM certificate") from None
     try:
         context.load_cert_chain(cert_path, key_path, password=_refuse_passphrase)
