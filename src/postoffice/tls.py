@@ -150,18 +150,22 @@ def _load_pair(context: ssl.SSLContext, cert_path: Path, key_path: Path) -> None
         ) from None
 
 
+def record_of(cert_pem: bytes, hostname: str) -> dict[str, str]:
+    """What `RECORD` says a generated certificate is, but for its expiry ("not_after",
+    which tls_selfsigned.py adds): the host it names and the SHA-256 of its file."""
+    return {"hostname": hostname.lower(), "sha256": hashlib.sha256(cert_pem).hexdigest()}
+
+
 def _recorded_fresh(cert_path: Path, key_path: Path, hostname: str, now: float) -> bool:
     """Whether the record says the generated files serve `hostname` past the renewal date."""
     try:
         record = json.loads((cert_path.parent / RECORD).read_bytes())
-        digest = hashlib.sha256(cert_path.read_bytes()).hexdigest()
         return (
             key_path.exists()
-            and record["hostname"] == hostname.lower()
-            and record["sha256"] == digest
+            and record_of(cert_path.read_bytes(), hostname).items() <= record.items()
             and float(record["not_after"]) - RENEW_BEFORE.total_seconds() > now
         )
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False
 
 

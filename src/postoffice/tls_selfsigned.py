@@ -18,7 +18,6 @@ what clients check).
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import sys
@@ -31,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from postoffice.fileio import replace_file
-from postoffice.tls import RECORD, RENEW_BEFORE, TlsError
+from postoffice.tls import RECORD, RENEW_BEFORE, TlsError, record_of
 
 VALIDITY = timedelta(days=825)  # the longest lifetime clients (Apple, CA/B Forum) still accept
 CLOCK_SKEW = timedelta(hours=1)  # not_valid_before is back-dated by this much
@@ -45,9 +44,8 @@ def ensure(cert_path: Path, key_path: Path, hostname: str, now: datetime) -> Non
     if cert is None:
         cert = _generate(cert_path, key_path, hostname, now)
     record = {
-        "hostname": hostname.lower(),
+        **record_of(cert_path.read_bytes(), hostname),
         "not_after": cert.not_valid_after_utc.timestamp(),
-        "sha256": hashlib.sha256(cert_path.read_bytes()).hexdigest(),
     }
     replace_file(cert_path.parent / RECORD, json.dumps(record).encode(), mode=0o644)
 
