@@ -563,9 +563,9 @@ def test_remove_syncs_the_message_removal_before_dropping_a_state_file(
     spool.save(entry)
     real_fsync, steps = os.fsync, []
     monkeypatch.setattr(os, "fsync", lambda fd: (steps.append("fsync"), real_fsync(fd)))
-    real_unlink, real_rename = Path.unlink, os.rename
+    real_unlink, real_rename = os.unlink, os.rename
     monkeypatch.setattr(
-        Path, "unlink", lambda path, **kw: (steps.append(path.parent.name), real_unlink(path, **kw))
+        os, "unlink", lambda path: (steps.append(Path(path).parent.name), real_unlink(path))
     )
     monkeypatch.setattr(
         os, "rename", lambda src, dst: (steps.append(Path(src).parent.name), real_rename(src, dst))

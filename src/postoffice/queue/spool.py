@@ -57,7 +57,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from postoffice.fileio import read_all, sync_dir, write_all
+from postoffice.fileio import file_in, read_all, read_file, sync_dir, write_all
 from postoffice.queue.entry import QueueEntry, QueueState, RecipientState
 
 logger = logging.getLogger(__name__)
@@ -187,9 +187,9 @@ class Spool:
             self._handed.discard(entry.qid)
         try:
             if reserved:
-                self._write_in_place(self._messages / entry.qid, parts)
+                self._write_in_place(file_in(self._messages, entry.qid), parts)
             else:
-                self._write_durably(self._messages / entry.qid, *parts, new=True)
+                self._write_durably(self._messages, entry.qid, *parts, new=True)
         except FileExistsError:
             raise  # the queue id is another message's: nothing of this one was written
         except OSError as exc:
@@ -219,7 +219,7 @@ class Spool:
         try:
             for _ in range(wanted):
                 qid = self._fresh_qid()
-                target = self._messages / qid
+                target = file_in(self._messages, qid)
                 claimed = self._claim_spare(qid)
                 if claimed is None:
                     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -235,7 +235,7 @@ class Spool:
             logger.warning("queue: cannot reserve names for stores: %s", exc)
             for qid in made:  # not known to be durable: never to be written in place
                 with suppress(OSError):
-                    (self._messages / qid).unlink()
+                    os.unlink(file_in(self._messages, qid))
             made = []
         finally:
             with self._reserve_lock:
@@ -249,7 +249,8 @@ class Spool:
         a state file is taken for an unacknowledged store and removed.
         """
         for name in os.listdir(self._tmp):
-            (self._tmp / name).unlink(missing_ok=True)
+            with suppress(FileNotFoundError):
+                os.unlink(file_in(self._tmp, name))
         committed = self._settle_state_files()
         messages = set(self._qids_in(self._messages))
         for qid in messages - committed.keys():
@@ -258,10 +259,10 @@ class Spool:
             # A damaged envelope of the version before is left, logged when loaded below.
             with suppress(ValueError):
                 if self._stored_envelope(qid) is None:
-                    (self._messages / qid).unlink()
+                    os.unlink(file_in(self._messages, qid))
         for qid in committed.keys() - messages:
             logger.info("queue %s: state file of a removed message; dropping it", qid)
-            committed[qid].unlink()
+            os.unlink(committed[qid])
         self._drop_spares_in_use()
         entries = self._load_all((QueueState.ACTIVE, QueueState.DEFERRED))
         for entry in entries:
@@ -275,7 +276,7 @@ class Spool:
             copies = self._state_files(qid)
             if copies:
                 state, path = copies[0]
-                return QueueEntry.from_json(path.read_bytes(), state)
+                return QueueEntry.from_json(read_file(path), state)
             entry = self._stored_envelope(qid)
             if entry is None:
                 raise UnknownQid(qid)
@@ -286,7 +287,7 @@ class Spool:
         if not _QID.fullmatch(qid):
             raise UnknownQid(qid)
         try:
-            handle = open(self._messages / qid, "rb")  # noqa: SIM115  # the caller closes it
+            handle = open(file_in(self._messages, qid), "rb")  # noqa: SIM115  # the caller closes it
         except FileNotFoundError:
             raise UnknownQid(qid) from None
         if handle.read(len(_PREFIX)) == _PREFIX:
@@ -300,7 +301,7 @@ class Spool:
         if not _QID.fullmatch(qid):
             raise UnknownQid(qid)
         try:
-            fd = os.open(self._messages / qid, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(file_in(self._messages, qid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise UnknownQid(qid) from None
         try:
@@ -313,16 +314,15 @@ class Spool:
 
     def save(self, entry: QueueEntry) -> None:
         """Rewrite the state file atomically into the directory of `entry.state`."""
-        target = self._state_path(entry.state, entry.qid)
         with self._lock(entry.qid):
             copies = self._state_files(entry.qid)
             if not copies and self._stored_envelope(entry.qid, whole=False) is None:
                 raise UnknownQid(entry.qid)  # removed: no state file without a message
-            self._write_durably(target, entry.to_json())
-            for _, path in copies:
-                if path != target:
-                    path.unlink()
-                    self._sync_dir(path.parent)
+            self._write_durably(self._state_dirs[entry.state], entry.qid, entry.to_json())
+            for state, path in copies:
+                if state != entry.state:
+                    os.unlink(path)
+                    self._sync_dir(self._state_dirs[state])
 
     def remove(self, qid: str, *, sync: bool = True) -> None:
         """Delete a message: the message file first, then its state files.
@@ -347,22 +347,19 @@ class Spool:
                 self._sync_messages()
             # No fsync needed: a state file that comes back after a crash is dropped.
             for _, path in copies:
-                path.unlink()
+                os.unlink(path)
 
     # -- internals -------------------------------------------------------------------------
 
     def _lock(self, qid: str) -> threading.Lock:
         return self._locks[hash(qid) % _LOCK_STRIPES]
 
-    def _state_path(self, state: QueueState, qid: str) -> Path:
-        return self._state_dirs[state] / qid
-
-    def _state_files(self, qid: str) -> list[tuple[QueueState, Path]]:
+    def _state_files(self, qid: str) -> list[tuple[QueueState, str]]:
         """The existing state files of `qid` (normally one; two after a crash mid-move)."""
         if not _QID.fullmatch(qid):
             return []
-        paths = ((state, self._state_path(state, qid)) for state in QueueState)
-        return [(state, path) for state, path in paths if path.exists()]
+        paths = ((state, file_in(self._state_dirs[state], qid)) for state in QueueState)
+        return [(state, path) for state, path in paths if os.path.exists(path)]
 
     @staticmethod
     def _qids_in(directory: Path) -> list[str]:
@@ -386,22 +383,24 @@ class Spool:
                 entries.append(entry)
         return entries
 
-    def _settle_state_files(self) -> dict[str, Path]:
+    def _settle_state_files(self) -> dict[str, str]:
         """Keep one state file per queue id, the newest if a crashed move left two."""
-        copies: dict[str, list[Path]] = {}
+        copies: dict[str, list[str]] = {}
         for directory in self._state_dirs.values():
             for qid in self._qids_in(directory):
-                copies.setdefault(qid, []).append(directory / qid)
+                copies.setdefault(qid, []).append(file_in(directory, qid))
         for paths in copies.values():
-            paths.sort(key=lambda path: path.stat().st_mtime_ns)
+            paths.sort(key=lambda path: os.stat(path).st_mtime_ns)
             for stale in paths[:-1]:
-                stale.unlink()
+                os.unlink(stale)
         return {qid: paths[-1] for qid, paths in copies.items()}
 
     def _discard(self, qid: str) -> None:
         """Best-effort removal of whatever a failed store left."""
         try:
-            (self._messages / qid).unlink(missing_ok=True)
+            os.unlink(file_in(self._messages, qid))
+        except FileNotFoundError:
+            pass
         except OSError:
             logger.exception("queue %s: cannot remove the message after a failed store", qid)
 
@@ -417,7 +416,7 @@ class Spool:
         if not _QID.fullmatch(qid):
             return None
         try:
-            with open(self._messages / qid, "rb") as handle:
+            with open(file_in(self._messages, qid), "rb") as handle:
                 line = handle.readline()
                 body = handle.read() if whole and line.startswith(_HEAD3) else None
         except FileNotFoundError:
@@ -438,7 +437,7 @@ class Spool:
             return None
         return entry
 
-    def _write_in_place(self, target: Path, parts: tuple[bytes, ...]) -> None:
+    def _write_in_place(self, target: str, parts: tuple[bytes, ...]) -> None:
         """Write a message into its reserved file and fsync it: its name is durable already,
         and its content (length, CRC-32) says whether it is whole."""
         fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
@@ -449,16 +448,17 @@ class Spool:
         finally:
             os.close(fd)
 
-    def _write_durably(self, target: Path, *parts: bytes, new: bool = False) -> None:
-        """Write `parts` to tmp/, fsync, rename to `target`, fsync its directory.
+    def _write_durably(self, directory: Path, name: str, *parts: bytes, new: bool = False) -> None:
+        """Write `parts` to tmp/, fsync, rename to `name` in `directory`, fsync that.
 
         With `new` (a message file) a spare file is reused when there is one, and an
         existing file is never replaced: a queue id drawn twice (two processes, the same
         microsecond and random bits) fails this store with FileExistsError and leaves the
         other message alone.
         """
-        claimed = self._claim_spare(target.name) if new else None
-        tmp = claimed or self._tmp / f"{target.parent.name}.{target.name}"
+        target = file_in(directory, name)
+        claimed = self._claim_spare(name) if new else None
+        tmp = claimed or file_in(self._tmp, f"{directory.name}.{name}")
         if claimed:
             flags = os.O_WRONLY  # an existing spare, overwritten from the start below
         else:
@@ -479,28 +479,29 @@ class Spool:
             else:
                 os.rename(tmp, target)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         if new:
             self._sync_messages()
         else:
-            self._sync_dir(target.parent)
+            self._sync_dir(directory)
 
     # -- recycling removed message files (module docstring) ----------------------------------
 
     def _retire(self, qid: str) -> None:
         """Take `qid`'s message file out of messages/: kept for reuse, or unlinked."""
-        path = self._messages / qid
+        path = file_in(self._messages, qid)
         with self._spare_lock:
             if len(self._spares) + len(self._retired) >= _SPARES:
                 self._list_spares()  # the count may be stale: other processes take spares
             keep = len(self._spares) + len(self._retired) < _SPARES
         if keep and os.stat(path).st_size <= _SPARE_SIZE:
-            os.rename(path, self._tmp / f"retired.{qid}")
+            os.rename(path, file_in(self._tmp, f"retired.{qid}"))
             with self._spare_lock:
                 self._retired.append(qid)
         else:
-            path.unlink()
+            os.unlink(path)
 
     def _sync_messages(self) -> None:
         """fsync messages/; files retired before it started may then be reused."""
@@ -510,14 +511,14 @@ class Spool:
         spares = []
         for qid in retired:
             with suppress(FileNotFoundError):  # tmp/ emptied by a recovery meanwhile
-                os.rename(self._tmp / f"retired.{qid}", self._spare / qid)
+                os.rename(file_in(self._tmp, f"retired.{qid}"), file_in(self._spare, qid))
                 spares.append(qid)
         with self._spare_lock:
             self._spares += spares
 
-    def _claim_spare(self, qid: str) -> Path | None:
+    def _claim_spare(self, qid: str) -> str | None:
         """A spare file moved to tmp/ for this store alone, or None when there is none."""
-        claimed = self._tmp / f"reused.{os.getpid()}.{qid}"  # unique even if a qid is not
+        claimed = file_in(self._tmp, f"reused.{os.getpid()}.{qid}")  # unique even if a qid is not
         while True:
             with self._spare_lock:
                 if not self._spares:
@@ -526,7 +527,7 @@ class Spool:
                         return None
                 name = self._spares.pop()
             try:
-                os.rename(self._spare / name, claimed)
+                os.rename(file_in(self._spare, name), claimed)
             except FileNotFoundError:
                 continue  # another process took it
             return claimed
@@ -539,12 +540,13 @@ class Spool:
         after a machine crash both names can lead to the committed message; reusing that
         spare would overwrite it.
         """
-        live = {os.stat(self._messages / qid).st_ino for qid in self._qids_in(self._messages)}
+        messages = self._qids_in(self._messages)
+        live = {os.stat(file_in(self._messages, qid)).st_ino for qid in messages}
         for name in self._qids_in(self._spare):
-            path = self._spare / name
+            path = file_in(self._spare, name)
             if os.stat(path).st_ino in live:
                 logger.info("queue: spare %s is a queued message's file too; dropping it", name)
-                path.unlink()
+                os.unlink(path)
 
     def _list_spares(self) -> None:
         """Re-read spare/ (with `_spare_lock` held), at most once per interval."""

@@ -61,7 +61,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from postoffice.fileio import sync_dir, write_all
+from postoffice.fileio import file_in, read_file, sync_dir, write_all
 from postoffice.storage import maildir_names as naming
 from postoffice.storage.base import MessageInfo
 from postoffice.storage.indexcache import IndexCache, SharedIndex
@@ -164,7 +164,7 @@ class MaildirMailbox:
         if delivery_id is not None and not naming.DELIVERY_ID.fullmatch(delivery_id):
             raise ValueError(f"delivery id {delivery_id!r} must be letters, digits, - or _")
         key = self._new_name(delivery_id, len(data), internaldate)
-        tmp, new = self.path / "tmp" / key, self.path / "new" / key
+        tmp, new = file_in(self.path, f"tmp/{key}"), file_in(self.path, f"new/{key}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o600)
@@ -183,13 +183,13 @@ class MaildirMailbox:
             os.rename(tmp, new)
         except BaseException:
             with suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise
         try:
-            sync_dir(new.parent)
+            sync_dir(self.path / "new")
         except BaseException:  # not known to be durable: take it back so a retry is clean
             with suppress(OSError):
-                new.unlink()
+                os.unlink(new)
             raise
         self._changed()
         return key
@@ -260,7 +260,7 @@ class MaildirMailbox:
         row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE key = ?", (key,)).fetchone()
         return None if row is None else Entry(*row)
 
-    def _describe(self, key: str, path: Path) -> tuple[float, int]:
+    def _describe(self, key: str, path: str) -> tuple[float, int]:
         """Arrival time and CRLF size from the name; the file itself only for foreign names.
 
         The size is that of the CRLF form POP3 sends (RFC 1939 §11): our own files are
@@ -317,7 +317,7 @@ class MaildirMailbox:
         fresh = sorted(
             (arrival, key, size)
             for key in on_disk.keys() - entries.keys()
-            for arrival, size in (self._describe(key, self.path.joinpath(*on_disk[key])),)
+            for arrival, size in (self._describe(key, file_in(self.path, "/".join(on_disk[key]))),)
         )
         if not (gone or moved or fresh):
             return entries
@@ -425,7 +425,7 @@ class MaildirMailbox:
 
     # -- one message -----------------------------------------------------------
 
-    def _with_file(self, key: str, use: Callable[[Path], _T]) -> _T:
+    def _with_file(self, key: str, use: Callable[[str], _T]) -> _T:
         """Apply `use` to the message's file; re-syncs once if it moved. KeyError if gone."""
         if key in self._files:
             known = _where(key, self._files[key])
@@ -435,13 +435,13 @@ class MaildirMailbox:
             known = None if entry is None else f"{entry.subdir}/{entry.name}"
         if known is not None:
             with suppress(FileNotFoundError):
-                return use(self.path / known)
+                return use(file_in(self.path, known))
         with self._db().transaction(write=True) as db:
             entry = self._sync(db).get(key)
         if entry is None:
             raise KeyError(key)
         self._files[key] = _hint(key, entry.subdir, entry.name)
-        return use(self.path / entry.subdir / entry.name)
+        return use(file_in(self.path, f"{entry.subdir}/{entry.name}"))
 
     def read_cached(self, key: str, limit: int, size: int | None = None) -> bytes | None:
         """The message, if it was listed, is at most `limit` octets and is wholly in the page
@@ -457,7 +457,9 @@ class MaildirMailbox:
         if key not in self._files or _NOWAIT is None or (size is not None and size > limit):
             return None
         try:
-            fd = os.open(f"{self.path}/{_where(key, self._files[key])}", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(
+                file_in(self.path, _where(key, self._files[key])), os.O_RDONLY | os.O_CLOEXEC
+            )
         except OSError:
             return None
         try:
@@ -475,10 +477,10 @@ class MaildirMailbox:
         return bytes(memoryview(buffer)[:size])
 
     def open(self, key: str) -> BinaryIO:
-        return self._with_file(key, lambda path: path.open("rb"))
+        return self._with_file(key, lambda path: open(path, "rb"))
 
     def read(self, key: str) -> bytes:
-        return self._with_file(key, Path.read_bytes)
+        return self._with_file(key, read_file)
 
     def set_flags(self, key: str, flags: frozenset[str]) -> MessageInfo:
         """Replace the IMAP flags: renames into cur/ and bumps modseq when they change.
@@ -510,7 +512,10 @@ class MaildirMailbox:
         kept = {letter for letter in entry.info if letter not in naming.FLAGS}
         name = f"{entry.key}{naming.INFO}{''.join(sorted(kept | letters))}"
         if (entry.subdir, entry.name) != ("cur", name):
-            os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / name)
+            os.rename(
+                file_in(self.path, f"{entry.subdir}/{entry.name}"),
+                file_in(self.path, f"cur/{name}"),
+            )
         changed = entry.letters() != letters or entry.keywords != keywords
         if changed:
             entry.modseq = self._next_modseq(db)
@@ -532,7 +537,7 @@ class MaildirMailbox:
                 return
             for entry in found:
                 with suppress(FileNotFoundError):
-                    (self.path / entry.subdir / entry.name).unlink()
+                    os.unlink(file_in(self.path, f"{entry.subdir}/{entry.name}"))
                 self._files.pop(entry.key, None)
             uids = [entry.uid for entry in found]
             db.executemany("DELETE FROM messages WHERE uid = ?", [(uid,) for uid in uids])

@@ -11,7 +11,8 @@ RFC 3501 §9 (keyword atoms).
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from postoffice.fileio import read_file
 
 INFO = ":2,"  # Maildir info separator: ":2," followed by the flag letters
 FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
@@ -64,9 +65,9 @@ def flag_set(info: str, keywords: str) -> frozenset[str]:
     return frozenset(flags)
 
 
-def crlf_size(path: Path) -> int:
+def crlf_size(path: str) -> int:
     """Octets of the file once every bare CR and bare LF is sent as CRLF."""
-    data = path.read_bytes()
+    data = read_file(path)
     return len(data) + len(_BARE_LINE_END.findall(data))
 
 
