@@ -666,3 +666,26 @@ def test_a_spare_name_left_on_a_queued_message_is_dropped_at_recovery(tmp_path: 
     other = store(restarted, data=MESSAGE * 2)
     assert inode(tmp_path, other.qid) != inode(tmp_path, queued.qid)
     assert restarted.read_message(queued.qid) == MESSAGE
+
+
+def _interned(name: str) -> bool:
+    """Whether a string equal to `name` is in the interpreter's table of interned strings."""
+    probe = "".join(list(name))  # equal text, another object
+    return sys.intern(probe) is not probe
+
+
+def test_queue_ids_are_not_interned(tmp_path: Path) -> None:
+    """A name a Path parsed stays interned while alive: every message's would fill the table
+    (fileio.file_in)."""
+    spool = Spool(tmp_path)
+    entries = [store(spool)]  # a fresh name
+    spool.reserve()
+    entries.append(store(spool))  # a reserved name
+    for entry in entries:
+        spool.read_message(entry.qid)
+        spool.open_message(entry.qid).close()
+        entry.state = QueueState.DEFERRED
+        spool.save(entry)
+        spool.load(entry.qid)
+    spool.remove(entries[0].qid)
+    assert not any(_interned(entry.qid) for entry in entries)

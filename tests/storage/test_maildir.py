@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -511,3 +512,22 @@ def test_concurrent_deliveries_share_the_fsync_of_new(
         keys = list(pool.map(lambda _: inbox.deliver(MESSAGE), range(64)))
     assert len(dir_syncs) < len(keys)  # without group commit: one per delivery
     assert set(keys) <= set(files(inbox, "new"))
+
+
+def test_message_names_are_not_interned(inbox: MaildirMailbox) -> None:
+    """A name a Path parsed stays interned while alive: every message's would fill the
+    interpreter's table of interned strings (fileio.file_in)."""
+    keys = [inbox.deliver(MESSAGE) for _ in range(3)]
+    foreign = os.path.join(inbox.path, "new", f"{1_700_000_000}.M1P1.foreign")  # not a Path
+    with open(foreign, "wb") as handle:
+        handle.write(b"Subject: x\n\nbody\n")
+    listed = inbox.messages()
+    for info in listed:
+        inbox.read(info.key)
+        inbox.open(info.key).close()
+    inbox.set_flags(keys[0], frozenset({"\\Seen"}))
+    inbox.remove([keys[1]])
+    names = [name for sub in ("new", "cur") for name in os.listdir(inbox.path / sub)]
+    texts = {*keys, *names, *(info.key for info in listed)}
+    probes = ["".join(list(text)) for text in texts]  # equal text, other objects
+    assert [probe for probe in probes if sys.intern(probe) is not probe] == []
