@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,7 +89,9 @@ def sync_dir(directory: Path) -> None:
 
 
 _registry_lock = threading.Lock()
-_groups: dict[str, _DirSync] = {}  # one per directory ever synced (a few per mailbox)
+# One per directory being synced, gone with its last caller: kept for good, there was one
+# for every mailbox directory ever delivered to, for as long as the process ran.
+_groups: weakref.WeakValueDictionary[str, _DirSync] = weakref.WeakValueDictionary()
 
 
 class _DirSync:
