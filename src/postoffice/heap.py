@@ -9,8 +9,8 @@ other systems) it does nothing. Called when the index cache has let go of its la
 
 `limit_arenas` keeps glibc from giving every thread that calls malloc an arena of its own
 (by default up to eight per core). A server's disk threads each took one, and each arena
-keeps its own free pages and its own high-water mark: 2-3 MiB a process more after the
-bench's POP3 and IMAP figures. Python's small objects do not come from malloc, and the
+keeps its own free pages and its own high-water mark: 2-3 MiB more over the bench's three
+processes after its POP3 and IMAP figures. Python's small objects do not come from malloc, and the
 larger ones are allocated holding the GIL, so threads sharing two arenas barely wait for
 one another. Called first thing by `postoffice serve`, before any thread exists (an
 arena, once made, is kept).

@@ -260,6 +260,10 @@ class MaildirMailbox:
         row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE key = ?", (key,)).fetchone()
         return None if row is None else Entry(*row)
 
+    def _file(self, entry: Entry) -> str:
+        """Where `entry`'s file is, as the index last saw it."""
+        return file_in(self.path, f"{entry.subdir}/{entry.name}")
+
     def _describe(self, key: str, path: str) -> tuple[float, int]:
         """Arrival time and CRLF size from the name; the file itself only for foreign names.
 
@@ -441,7 +445,7 @@ class MaildirMailbox:
         if entry is None:
             raise KeyError(key)
         self._files[key] = _hint(key, entry.subdir, entry.name)
-        return use(file_in(self.path, f"{entry.subdir}/{entry.name}"))
+        return use(self._file(entry))
 
     def read_cached(self, key: str, limit: int, size: int | None = None) -> bytes | None:
         """The message, if it was listed, is at most `limit` octets and is wholly in the page
@@ -513,7 +517,7 @@ class MaildirMailbox:
         name = f"{entry.key}{naming.INFO}{''.join(sorted(kept | letters))}"
         if (entry.subdir, entry.name) != ("cur", name):
             os.rename(
-                file_in(self.path, f"{entry.subdir}/{entry.name}"),
+                self._file(entry),
                 file_in(self.path, f"cur/{name}"),
             )
         changed = entry.letters() != letters or entry.keywords != keywords
@@ -537,7 +541,7 @@ class MaildirMailbox:
                 return
             for entry in found:
                 with suppress(FileNotFoundError):
-                    os.unlink(file_in(self.path, f"{entry.subdir}/{entry.name}"))
+                    os.unlink(self._file(entry))
                 self._files.pop(entry.key, None)
             uids = [entry.uid for entry in found]
             db.executemany("DELETE FROM messages WHERE uid = ?", [(uid,) for uid in uids])
