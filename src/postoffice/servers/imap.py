@@ -139,9 +139,6 @@ class ImapContext:
     sessions: UserSessions
 
 
-Handler = Callable[[Any], Awaitable[responses.Response]]
-
-
 class ImapSession(MessageCommands, FolderCommands, BaseSession):
     """One client connection."""
 
@@ -163,41 +160,6 @@ class ImapSession(MessageCommands, FolderCommands, BaseSession):
         self.watch: MailboxWatch | None = None  # the selected mailbox's change notifications
         self.idling = False
         self.errors = 0
-        self.handlers: dict[type, Handler] = {
-            events.Capability: self.on_capability,
-            events.Noop: self.on_noop,
-            events.Check: self.on_noop,
-            events.Logout: self.on_logout,
-            events.Id: self.on_id,
-            events.StartTls: self.on_starttls,
-            events.Login: self.on_login,
-            events.Authenticate: self.on_authenticate,
-            events.AuthenticateData: self.on_authenticate_data,
-            events.Enable: self.on_enable,
-            events.Namespace: self.on_namespace,
-            events.List: self.on_list,
-            events.Lsub: self.on_lsub,
-            events.Create: self.on_create,
-            events.Delete: self.on_delete,
-            events.Rename: self.on_rename,
-            events.Subscribe: self.on_subscribe,
-            events.Unsubscribe: self.on_unsubscribe,
-            events.Status: self.on_status,
-            events.Select: self.on_select,
-            events.Examine: self.on_select,
-            events.Fetch: self.on_fetch,
-            events.Store: self.on_store,
-            events.Search: self.on_search,
-            events.Expunge: self.on_expunge,
-            events.Close: self.on_close,
-            events.Unselect: self.on_close,
-            events.Append: self.on_append,
-            events.Copy: self.on_copy,
-            events.Move: self.on_copy,
-            events.Idle: self.on_idle,
-            events.Done: self.on_done,
-            events.CommandError: self.on_error,
-        }
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -239,7 +201,7 @@ class ImapSession(MessageCommands, FolderCommands, BaseSession):
             if not self.ctx.client_limits.command(self.client_ip):
                 await self.goodbye(TOO_FAST)
                 return
-            response = await self.handlers[type(event)](event)
+            response = await _HANDLERS[type(event)](self, event)
             if (
                 isinstance(response, Ok | No | Bad)
                 and self.selected is not None
@@ -451,3 +413,42 @@ class ImapSession(MessageCommands, FolderCommands, BaseSession):
     async def on_done(self, event: events.Done) -> responses.Response:
         self.idling = False
         return Ok("IDLE terminated")
+
+
+# Each event of the core to its handler, unbound: one table for every session (a table of
+# bound methods on each session made it a reference cycle, freed only by the collector).
+_HANDLERS: dict[type, Callable[[ImapSession, Any], Awaitable[responses.Response]]] = {
+    events.Capability: ImapSession.on_capability,
+    events.Noop: ImapSession.on_noop,
+    events.Check: ImapSession.on_noop,
+    events.Logout: ImapSession.on_logout,
+    events.Id: ImapSession.on_id,
+    events.StartTls: ImapSession.on_starttls,
+    events.Login: ImapSession.on_login,
+    events.Authenticate: ImapSession.on_authenticate,
+    events.AuthenticateData: ImapSession.on_authenticate_data,
+    events.Enable: ImapSession.on_enable,
+    events.Namespace: ImapSession.on_namespace,
+    events.List: ImapSession.on_list,
+    events.Lsub: ImapSession.on_lsub,
+    events.Create: ImapSession.on_create,
+    events.Delete: ImapSession.on_delete,
+    events.Rename: ImapSession.on_rename,
+    events.Subscribe: ImapSession.on_subscribe,
+    events.Unsubscribe: ImapSession.on_unsubscribe,
+    events.Status: ImapSession.on_status,
+    events.Select: ImapSession.on_select,
+    events.Examine: ImapSession.on_select,
+    events.Fetch: ImapSession.on_fetch,
+    events.Store: ImapSession.on_store,
+    events.Search: ImapSession.on_search,
+    events.Expunge: ImapSession.on_expunge,
+    events.Close: ImapSession.on_close,
+    events.Unselect: ImapSession.on_close,
+    events.Append: ImapSession.on_append,
+    events.Copy: ImapSession.on_copy,
+    events.Move: ImapSession.on_copy,
+    events.Idle: ImapSession.on_idle,
+    events.Done: ImapSession.on_done,
+    events.CommandError: ImapSession.on_error,
+}

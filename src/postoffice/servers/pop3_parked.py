@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class Parked(parked.Parked):
     """The transport's protocol while a TRANSACTION session waits for its client.
 
-    Parked, the session answers what needs no waiting (`Pop3Session.quick`: STAT, LIST,
+    Parked, the session answers what needs no waiting (`Pop3Session.QUICK`: STAT, LIST,
     UIDL, DELE, NOOP, RSET, and RETR/TOP of a cached message) right in `data_received`, in
     order, so a client fetching message after message never wakes the task. Anything else —
     a command needing the disk or a login, a limit hit, a write buffer not yet empty (the task
@@ -42,14 +42,14 @@ class Parked(parked.Parked):
             if event is NEED_DATA:
                 session.idle_since = self.loop.time()
                 return
-            quick = session.quick.get(type(event))
+            quick = session.QUICK.get(type(event))
             if quick is None or self.transport.get_write_buffer_size():  # type: ignore[attr-defined]
                 self.unpark(event)
                 return
             if not session.ctx.client_limits.command(session.client_ip):
                 self.unpark(event)  # the task counts again, and hangs up
                 return
-            reply = quick(event)
+            reply = quick(session, event)
             if reply is None:
                 session.admitted = event  # counted; the task goes straight to the disk
                 self.unpark(event)
