@@ -26,9 +26,10 @@ from collections.abc import Callable
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc(name: str) -> Callable[..., int] | None:
+    """The C library's function `name`, or None where it has none (not glibc)."""
     try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+        return getattr(ctypes.CDLL(None), name)  # type: ignore[no-any-return]
     except (AttributeError, OSError):
         return None
 
@@ -39,15 +40,13 @@ ARENAS = 2  # the main heap and one more, shared by every thread
 
 def limit_arenas(arenas: int = ARENAS) -> None:
     """At most `arenas` malloc arenas for the whole process, where the C library can (glibc)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
-        return
-    mallopt(_M_ARENA_MAX, arenas)
+    mallopt = _libc("mallopt")
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, arenas)
 
 
 def trim() -> None:
     """Return free heap pages to the system, where the C library can (glibc)."""
-    release = _malloc_trim()
+    release = _libc("malloc_trim")
     if release is not None:
         release(0)
