@@ -1,4 +1,4 @@
-"""heap.py: the malloc arenas of a server process (glibc only)."""
+"""heap.py: the malloc arenas and thresholds of a server process (glibc only)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,44 @@ def _arenas(tmp_path: Path, mode: str) -> int:
 def test_threads_share_the_limited_arenas(tmp_path: Path) -> None:
     assert _arenas(tmp_path, "default") >= 4  # glibc's own way: an arena per busy thread
     assert _arenas(tmp_path, "limit") <= 2
+
+
+# A buffer of asyncio's read size (a selector transport's 256 KiB max_size) and glibc's
+# account: hblks counts chunks in mappings of their own; keepcost is the free top of the heap.
+_READ_BUFFER = """
+import ctypes, sys
+from postoffice import heap
+if sys.argv[1] == "fixed":
+    heap.fix_thresholds()
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+before = libc.mallinfo2().hblks
+buffer = bytearray(256 * 1024)
+mapped = libc.mallinfo2().hblks - before
+del buffer
+print(mapped, libc.mallinfo2().keepcost)
+"""
+
+
+def _read_buffer(mode: str) -> tuple[int, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", _READ_BUFFER, mode],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    mapped, kept = result.stdout.split()
+    return int(mapped), int(kept)
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc 2.33+ only")
+def test_a_read_buffer_comes_from_the_heap_and_its_pages_stay_for_the_next() -> None:
+    assert _read_buffer("default")[0] == 1  # glibc's own way: a mapping per read buffer
+    mapped, kept = _read_buffer("fixed")
+    assert mapped == 0
+    assert kept >= 256 * 1024  # freed, not trimmed: the next read reuses it

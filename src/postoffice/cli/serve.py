@@ -25,6 +25,7 @@ def serve(config_path: Path | None, data_dir: Path | None, log_format: str | Non
     from postoffice import heap
 
     heap.limit_arenas()  # before any thread: heap.py says why
+    heap.fix_thresholds()
     config = load_config(config_path, data_dir, create=True)
     log = EventLog(log_format or config.log.format, config.log.level)
     from postoffice.app import prepare_data_dir
