@@ -62,6 +62,21 @@ def test_as_many_bare_crs_as_bare_lfs_are_still_normalised() -> None:
     assert encode(b"\n\r") == b"\r\n\r\n.\r\n"
 
 
+@pytest.mark.parametrize(
+    ("body", "wire"),
+    [
+        (b"a\r\nb\r\n", b"a\r\nb\r\n.\r\n"),  # clean: the quick check passes it as it is
+        (b".a\r\n", b"..a\r\n.\r\n"),  # a dot at the very start is not after an LF
+        (b"\nx", b"\r\nx\r\n.\r\n"),  # a bare LF first, with nothing before it
+        (b"a\r\n.b", b"a\r\n..b\r\n.\r\n"),  # a line starting with a dot
+        (b"a\rb", b"a\r\nb\r\n.\r\n"),  # a bare CR
+        (b"a\n\r\nb", b"a\r\n\r\nb\r\n.\r\n"),  # a bare LF right before a CRLF
+    ],
+)
+def test_what_the_quick_check_finds(body: bytes, wire: bytes) -> None:
+    assert encode(body) == wire
+
+
 PIECES = [b"\r", b"\n", b"\r\n", b".", b"..", b"a", b" ", b"\xc3\xa9", b"\r\n.\r\n", b"\n.\n"]
 
 

@@ -499,6 +499,17 @@ def test_stream_normalises_line_ends_and_ends_the_last_line() -> None:
         encoder.feed(b"late")
 
 
+def test_a_message_in_memory_is_answered_in_one_block() -> None:
+    conn = login().conn
+    conn.receive_data(b"RETR 1\r\nNOOP\r\n")
+    assert conn.next_event() == events.Retr(1)
+    wire = conn.send_message(Ok("9 octets"), b"A: b\r\n\r\n.x")
+    assert wire == b"+OK 9 octets\r\nA: b\r\n\r\n..x\r\n.\r\n"
+    assert conn.next_event() == events.Noop()  # RETR is answered
+    with pytest.raises(ValueError, match="Noop takes a single"):
+        conn.send_message(Ok(), b"x")
+
+
 def test_retr_may_be_refused_with_send() -> None:
     conn = login().conn
     conn.receive_data(b"RETR 7\r\n")

@@ -427,12 +427,10 @@ class Pop3Session(BaseSession):
 
     def encode_message(self, info: MessageInfo, content: bytes, body_lines: int | None) -> bytes:
         """The whole answer to RETR or TOP: status line, stuffed message, ".", for one write."""
-        status = self.conn.send_multiline_start(Ok(f"{info.size} octets"))
-        encoder = self.conn.message_encoder()
         if body_lines is not None:
             limiter = _TopLimiter(body_lines)
             content = limiter.cut(content) + limiter.rest()
-        return b"".join((status, encoder.feed(content), encoder.finish()))
+        return self.conn.send_message(Ok(f"{info.size} octets"), content)
 
     def on_dele(self, event: events.Dele) -> bytes:
         info = self.message(event.msg)

@@ -178,6 +178,17 @@ class ServerConnection:
         self._streaming = True
         return reply.to_bytes()
 
+    def send_message(self, reply: Ok, content: bytes) -> bytes:
+        """The whole answer to a RETR or TOP whose message (for TOP, the part to send) is in
+        memory: the +OK line, the byte-stuffed message and the terminating line, for one
+        write. A message streamed in chunks goes through `message_encoder()` instead."""
+        status = self.send_multiline_start(reply)
+        encoder = DotEncoder()
+        body = encoder.feed(content)
+        tail = encoder.finish()
+        self._end_multiline()
+        return b"".join((status, body, tail))
+
     def message_encoder(self) -> MessageEncoder:
         """The encoder for the message whose +OK line was just sent (RFC 1939 §3)."""
         if not self._streaming or self._encoder is not None:
