@@ -577,6 +577,25 @@ def test_dele_marks_rset_unmarks_and_quit_removes(pop: ServerProcess) -> None:
         assert wire.cmd("QUIT").startswith(b"+OK")
 
 
+def test_the_message_read_ahead_after_a_retr_is_served_only_as_asked(pop: ServerProcess) -> None:
+    """After RETR n the server reads n + 1 ahead: a DELE of it still counts, and a client
+    that asks for another message gets that one."""
+    keys = put(pop, message(1), message(2, b".dot\r\n"), message(3), message(4))
+    stored = files(pop)
+    with Wire(pop.pop3_port) as wire:
+        assert wire.login().startswith(b"+OK")
+        assert wire.multi("RETR 1")[1] == stored[keys[0]].split(b"\r\n")[:-1]
+        assert wire.cmd("DELE 2").startswith(b"+OK")
+        assert wire.cmd("RETR 2").startswith(b"-ERR")  # RFC 1939 §5: deleted, read ahead or not
+        assert wire.multi("RETR 4")[1] == stored[keys[3]].split(b"\r\n")[:-1]
+        assert wire.cmd("RSET").startswith(b"+OK")
+        _, stuffed = wire.multi("RETR 2")
+        assert stuffed == b"..dot".join(stored[keys[1]].split(b".dot")).split(b"\r\n")[:-1]
+        assert wire.multi("RETR 3")[1] == stored[keys[2]].split(b"\r\n")[:-1]
+        assert wire.cmd("RETR 5").startswith(b"-ERR")  # nothing after the last to read ahead
+        assert wire.cmd("QUIT").startswith(b"+OK")
+
+
 def test_a_vanished_message_is_a_permanent_error(pop: ServerProcess) -> None:
     """Another program removed a file during the session: [SYS/PERM] (RFC 3206 §4)."""
     (key,) = put(pop, message(1))

@@ -66,10 +66,15 @@ class DotEncoder:
         return data
 
 
+def stuff(data: bytes) -> bytes:
+    """Octets held whole in memory as a complete dot-terminated block."""
+    encoder = DotEncoder()
+    body = encoder.feed(data)
+    return body + encoder.finish()
+
+
 def stuff_lines(lines: Iterable[str]) -> bytes:
     """Text lines (UTF-8, without line ends) as a complete dot-terminated block."""
     lines = list(lines)
     text = "\r\n".join(lines) + "\r\n" if lines else ""  # one encode, not one per line
-    encoder = DotEncoder()
-    body = encoder.feed(text.encode("utf-8"))
-    return body + encoder.finish()
+    return stuff(text.encode("utf-8"))

@@ -111,6 +111,8 @@ class Pop3Session(BaseSession):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.timed_out = False
         self.admitted: events.Event | None = None  # counted by Parked, not answered quickly
+        self.retrieved = 0  # the message a RETR just answered from the cache (0: none)
+        self.ahead: tuple[int, bytes] | None = None  # the next one, read and stuffed ahead
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -132,6 +134,8 @@ class Pop3Session(BaseSession):
         while not conn.closed:
             event = conn.next_event()  # commands already buffered are served without a read
             if event is NEED_DATA:
+                if self.retrieved:
+                    self.read_ahead()
                 if self.writer.transport.get_write_buffer_size():
                     await self.writer.drain()  # RFC 2449 §6.6: answers flushed before waiting
                 if self.mailbox is not None and not self.stopping and reader_is_empty(self.reader):
@@ -229,6 +233,7 @@ class Pop3Session(BaseSession):
     def release(self) -> None:
         """Give back the maildrop lock and close the mailbox's index; marked messages stay
         (no UPDATE without QUIT)."""
+        self.ahead = None
         if self.mailbox is not None:
             self.mailbox.close()  # its index file, not left to the garbage collector
             self.mailbox = None
@@ -373,18 +378,42 @@ class Pop3Session(BaseSession):
         return self.conn.send(OkLines(f"{title} follows", lines))
 
     def cached_message(self, event: events.Retr | events.Top) -> bytes | None:
-        """RETR or TOP of a message wholly in the page cache, answered without waiting;
-        None when it must come from the disk (RFC 1939 §5, §7)."""
+        """RETR or TOP of a message wholly in the page cache (or read ahead), answered
+        without waiting; None when it must come from the disk (RFC 1939 §5, §7)."""
         info = self.message(event.msg)
         if isinstance(info, Err):
             return self.conn.send(info)
+        if type(event) is events.Top:
+            content = self.read_cached(info)
+            return None if content is None else self.encode_message(info, content, event.lines)
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead[0] == event.msg:
+            block = ahead[1]
+        else:
+            content = self.read_cached(info)
+            if content is None:
+                return None
+            block = pop3.stuff(content)
+        self.retrieved = event.msg
+        return self.conn.send_stuffed(Ok(f"{info.size} octets"), block)
+
+    def read_cached(self, info: MessageInfo) -> bytes | None:
         assert self.mailbox is not None
-        size = info.size if self.sized_files else None
-        content = self.mailbox.read_cached(info.key, CHUNK, size)
-        if content is None:
-            return None
-        lines = event.lines if type(event) is events.Top else None  # type: ignore[union-attr]
-        return self.encode_message(info, content, lines)
+        return self.mailbox.read_cached(info.key, CHUNK, info.size if self.sized_files else None)
+
+    def read_ahead(self) -> None:
+        """Read and stuff the message after the one a RETR just sent, while the client reads
+        that one: a client downloading the maildrop asks for it next, and finds its answer
+        ready. Only from the page cache, as `cached_message`: never a wait for the disk.
+        Called once the commands received are answered; a DELE of it before its RETR is
+        still refused (`message` is asked again), and its content cannot change."""
+        number, self.retrieved = self.retrieved + 1, 0
+        info = self.message(number)
+        if isinstance(info, Err):
+            return
+        content = self.read_cached(info)
+        if content is not None:
+            self.ahead = (number, pop3.stuff(content))
 
     async def on_retr(self, event: events.Retr) -> bytes:
         return await self.send_message(event.msg, None)

@@ -9,7 +9,7 @@ connection.py for the flow, states.py for the state table, commands.py for the s
 Standards: RFC 1939, RFC 2449, RFC 2595, RFC 3206, RFC 5034
 """
 
-from postoffice.protocols._dotstuff import stuff_lines
+from postoffice.protocols._dotstuff import stuff, stuff_lines
 from postoffice.protocols.pop3 import events, replies, states
 from postoffice.protocols.pop3.connection import Limits, MessageEncoder, ServerConnection
 from postoffice.protocols.pop3.events import NEED_DATA, PAUSED, Event, Signal
@@ -34,5 +34,6 @@ __all__ = [
     "events",
     "replies",
     "states",
+    "stuff",
     "stuff_lines",
 ]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from postoffice.protocols._buffer import TOO_LONG, LineBuffer
-from postoffice.protocols._dotstuff import DotEncoder
+from postoffice.protocols._dotstuff import DotEncoder, stuff
 from postoffice.protocols.pop3.commands import parse_auth_data, parse_command
 from postoffice.protocols.pop3.events import (
     NEED_DATA,
@@ -182,12 +182,14 @@ class ServerConnection:
         """The whole answer to a RETR or TOP whose message (for TOP, the part to send) is in
         memory: the +OK line, the byte-stuffed message and the terminating line, for one
         write. A message streamed in chunks goes through `message_encoder()` instead."""
+        return self.send_stuffed(reply, stuff(content))
+
+    def send_stuffed(self, reply: Ok, block: bytes) -> bytes:
+        """`send_message` for a message stuffed ahead: `block` is what `stuff` made of it,
+        its terminating line included."""
         status = self.send_multiline_start(reply)
-        encoder = DotEncoder()
-        body = encoder.feed(content)
-        tail = encoder.finish()
         self._end_multiline()
-        return b"".join((status, body, tail))
+        return status + block
 
     def message_encoder(self) -> MessageEncoder:
         """The encoder for the message whose +OK line was just sent (RFC 1939 §3)."""
