@@ -623,6 +623,31 @@ def test_spares_outlive_a_restart_but_unsynced_retired_files_do_not(tmp_path: Pa
     assert inode(tmp_path, store(restarted).qid) == kept_inode
 
 
+def test_unsynced_removals_become_spares_a_batch_at_a_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    entries = [store(spool) for _ in range(32)]
+    for entry in entries[:31]:
+        spool.remove(entry.qid, sync=False)
+    assert all(name.startswith("tmp/retired.") for name in spares(tmp_path))
+    spool.remove(entries[31].qid, sync=False)  # the 32nd: one messages/ fsync for them all
+    assert spares(tmp_path) == sorted(f"spare/{e.qid}" for e in entries)
+
+
+def test_a_receiver_soon_reuses_what_the_main_process_removed(tmp_path: Path) -> None:
+    main, receiver = Spool(tmp_path), Spool(tmp_path)
+    receiver.reserve()  # finds no spare: new files, each taken by a store
+    for _ in range(len(receiver._reserved)):
+        store(receiver)
+    removed = [store(main) for _ in range(4)]
+    inodes = {inode(tmp_path, entry.qid) for entry in removed}
+    for entry in removed:
+        main.remove(entry.qid)
+    time.sleep(0.1)  # a receiver looks at spare/ again within a tenth of a second
+    receiver.reserve()
+    assert {inode(tmp_path, store(receiver).qid) for _ in range(4)} == inodes
+    assert spares(tmp_path) == []
+
+
 def test_two_processes_never_claim_the_same_spare(tmp_path: Path) -> None:
     first, second = Spool(tmp_path), Spool(tmp_path)  # e.g. two receiving processes
     for entry in [store(first) for _ in range(4)]:

@@ -24,7 +24,8 @@ and a file of the version before the CRC (`_HEAD`) is committed by its name.
 Removed message files are recycled rather than unlinked (up to `_SPARES` files of at most
 `_SPARE_SIZE` bytes): the file moves to `tmp/retired.<qid>`, and once a `messages/` fsync
 that started after that move has completed (so the message cannot come back under its old
-name after a crash) to `spare/`. A reservation (or a store without one) claims a spare by
+name after a crash) to `spare/`; removals that need no fsync of their own make one for every
+`_RECYCLE_AFTER` files retired. A reservation (or a store without one) claims a spare by
 renaming it into `tmp/` (atomic: two processes never get the same one) and links it into
 `messages/`; the store overwrites it from the start and truncates it. Creating and deleting
 an inode per message costs more than overwriting one: ext4 allocates and frees blocks each
@@ -75,8 +76,12 @@ _HEAD = _PREFIX + b"2 "  # then the JSON: committed by its name (older versions 
 _HEAD3 = _PREFIX + b"3 "  # then the message's CRC-32 (8 hex digits), a space, the JSON
 _RESERVES = 64  # names made durable ahead for stores (each process's count, at most)
 _SPARES = 256  # removed message files kept for reuse, at most (each process's count)
+_RECYCLE_AFTER = 32  # retired files waiting for a messages/ fsync before one is made
 _SPARE_SIZE = 64 * 1024  # larger ones are unlinked: a spare keeps its blocks allocated
-_SPARE_LISTING_INTERVAL = 1.0  # seconds between listings of spare/ (other processes add)
+# Seconds between listings of spare/. The main process removes (and so adds spares) what the
+# receivers store: at a thousand messages a second, a second between looks left a receiver
+# without spares most of the time, and the main process, its count of spares stale, unlinking.
+_SPARE_LISTING_INTERVAL = 0.05
 
 
 class SpoolFull(OSError):
@@ -343,7 +348,10 @@ class Spool:
             except FileNotFoundError:
                 if not copies:
                     raise UnknownQid(qid) from None
-            if sync or copies:
+            # Retired files become spares only after a messages/ fsync: unsynced removals
+            # get one every _RECYCLE_AFTER, or the receivers, without spares, would create
+            # files while this process unlinks those beyond its count.
+            if sync or copies or len(self._retired) >= _RECYCLE_AFTER:
                 self._sync_messages()
             # No fsync needed: a state file that comes back after a crash is dropped.
             for _, path in copies:
@@ -554,6 +562,7 @@ class Spool:
         if now - self._spares_listed >= _SPARE_LISTING_INTERVAL:
             self._spares_listed = now
             self._spares = self._qids_in(self._spare)
+            random.shuffle(self._spares)  # every process lists them alike: claim apart
 
     def _sync_file(self, fd: int) -> None:
         os.fsync(fd)
