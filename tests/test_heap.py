@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
+
+from postoffice import heap
 
 # Eight threads alive together, each mallocing (a bytearray above pymalloc's 512 octets),
 # then glibc's own account of its arenas: malloc_info(3) writes one <heap> per arena.
@@ -85,3 +89,20 @@ def test_a_read_buffer_comes_from_the_heap_and_its_pages_stay_for_the_next() -> 
     mapped, kept = _read_buffer("fixed")
     assert mapped == 0
     assert kept >= 256 * 1024  # freed, not trimmed: the next read reuses it
+
+
+def test_trim_collects_cyclic_garbage_first() -> None:
+    class Node:
+        pass
+
+    node = Node()
+    node.self = node  # type: ignore[attr-defined]  # a cycle: only the collector frees it
+    gone = weakref.ref(node)
+    gc.disable()
+    try:
+        del node
+        assert gone() is not None
+        heap.trim()
+        assert gone() is None
+    finally:
+        gc.enable()
