@@ -112,7 +112,7 @@ class Pop3Session(BaseSession):
         self.timed_out = False
         self.admitted: events.Event | None = None  # counted by Parked, not answered quickly
         self.retrieved = 0  # the message a RETR just answered from the cache (0: none)
-        self.ahead: tuple[int, bytes] | None = None  # the next one, read and stuffed ahead
+        self.ahead: tuple[int, bytes] | None = None  # the next one, stuffed (<= CHUNK read)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -398,6 +398,7 @@ class Pop3Session(BaseSession):
         return self.conn.send_stuffed(Ok(f"{info.size} octets"), block)
 
     def read_cached(self, info: MessageInfo) -> bytes | None:
+        """The message if it is wholly in the page cache and at most CHUNK octets, else None."""
         assert self.mailbox is not None
         return self.mailbox.read_cached(info.key, CHUNK, info.size if self.sized_files else None)
 
