@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Override [log] format.")
 def serve(config_path: Path | None, data_dir: Path | None, log_format: str | None) -> None:
     """Start the mail server (creates the data dir with a default config on first run)."""
-    from postoffice import heap
+    from postoffice import diskio, heap
 
     heap.limit_arenas()  # before any thread: heap.py says why
     heap.fix_thresholds()
+    diskio.shorten_gil_turns()  # diskio.py says why
     config = load_config(config_path, data_dir, create=True)
     log = EventLog(log_format or config.log.format, config.log.level)
     from postoffice.app import prepare_data_dir
