@@ -387,13 +387,9 @@ class Pop3Session(BaseSession):
             content = self.read_cached(info)
             return None if content is None else self.encode_message(info, content, event.lines)
         ahead, self.ahead = self.ahead, None
-        if ahead is not None and ahead[0] == event.msg:
-            block = ahead[1]
-        else:
-            content = self.read_cached(info)
-            if content is None:
-                return None
-            block = pop3.stuff(content)
+        block = ahead[1] if ahead is not None and ahead[0] == event.msg else self.stuffed(info)
+        if block is None:
+            return None
         self.retrieved = event.msg
         return self.conn.send_stuffed(Ok(f"{info.size} octets"), block)
 
@@ -401,6 +397,11 @@ class Pop3Session(BaseSession):
         """The message if it is wholly in the page cache and at most CHUNK octets, else None."""
         assert self.mailbox is not None
         return self.mailbox.read_cached(info.key, CHUNK, info.size if self.sized_files else None)
+
+    def stuffed(self, info: MessageInfo) -> bytes | None:
+        """`read_cached`, byte-stuffed and terminated: a RETR answer's block."""
+        content = self.read_cached(info)
+        return None if content is None else pop3.stuff(content)
 
     def read_ahead(self) -> None:
         """Read and stuff the message after the one a RETR just sent, while the client reads
@@ -412,9 +413,9 @@ class Pop3Session(BaseSession):
         info = self.message(number)
         if isinstance(info, Err):
             return
-        content = self.read_cached(info)
-        if content is not None:
-            self.ahead = (number, pop3.stuff(content))
+        block = self.stuffed(info)
+        if block is not None:
+            self.ahead = (number, block)
 
     async def on_retr(self, event: events.Retr) -> bytes:
         return await self.send_message(event.msg, None)

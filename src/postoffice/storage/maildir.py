@@ -432,14 +432,14 @@ class MaildirMailbox:
     def _with_file(self, key: str, use: Callable[[str], _T]) -> _T:
         """Apply `use` to the message's file; re-syncs once if it moved. KeyError if gone."""
         if key in self._files:
-            known = _where(key, self._files[key])
+            known = file_in(self.path, _where(key, self._files[key]))
         else:
             with self._db().transaction() as db:
                 entry = self._find(db, key)
-            known = None if entry is None else f"{entry.subdir}/{entry.name}"
+            known = None if entry is None else self._file(entry)
         if known is not None:
             with suppress(FileNotFoundError):
-                return use(file_in(self.path, known))
+                return use(known)
         with self._db().transaction(write=True) as db:
             entry = self._sync(db).get(key)
         if entry is None:
