@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pytest
 from postoffice.testing.server import ServerProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def interned(text: str) -> bool:
+    """Whether a string equal to `text` is in the interpreter's table of interned strings."""
+    probe = "".join(list(text))  # equal text, another object
+    return sys.intern(probe) is not probe
 
 
 def require_tool(name: str) -> str:

@@ -22,6 +22,7 @@ import pytest
 
 from postoffice.queue.entry import QueueEntry, QueueState, RecipientStatus
 from postoffice.queue.spool import Spool, SpoolFull, UnknownQid
+from tests.conftest import interned
 
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
 
@@ -693,12 +694,6 @@ def test_a_spare_name_left_on_a_queued_message_is_dropped_at_recovery(tmp_path: 
     assert restarted.read_message(queued.qid) == MESSAGE
 
 
-def _interned(name: str) -> bool:
-    """Whether a string equal to `name` is in the interpreter's table of interned strings."""
-    probe = "".join(list(name))  # equal text, another object
-    return sys.intern(probe) is not probe
-
-
 def test_queue_ids_are_not_interned(tmp_path: Path) -> None:
     """A name a Path parsed stays interned while alive: every message's would fill the table
     (fileio.file_in)."""
@@ -713,4 +708,4 @@ def test_queue_ids_are_not_interned(tmp_path: Path) -> None:
         spool.save(entry)
         spool.load(entry.qid)
     spool.remove(entries[0].qid)
-    assert not any(_interned(entry.qid) for entry in entries)
+    assert not any(interned(entry.qid) for entry in entries)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ import pytest
 
 from postoffice.storage.maildir import INDEX_NAME, MaildirMailbox
 from postoffice.storage.maildir_store import MaildirStore
+from tests.conftest import interned
 
 MESSAGE = b"From: a@remote.example\r\nSubject: hi\r\n\r\nbody\r\n"
 NAME = re.compile(r"(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.mx\.test,S=(\d+)")
@@ -529,5 +529,4 @@ def test_message_names_are_not_interned(inbox: MaildirMailbox) -> None:
     inbox.remove([keys[1]])
     names = [name for sub in ("new", "cur") for name in os.listdir(inbox.path / sub)]
     texts = {*keys, *names, *(info.key for info in listed)}
-    probes = ["".join(list(text)) for text in texts]  # equal text, other objects
-    assert [probe for probe in probes if sys.intern(probe) is not probe] == []
+    assert [text for text in texts if interned(text)] == []
