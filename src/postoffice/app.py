@@ -210,6 +210,8 @@ class Server:
         self._imap_sessions = UserSessions()  # per-user IMAP session counts survive SIGHUP
         self._scheduler_task: asyncio.Task[None] | None = None
         self._queued_pipe: QueuedPipe | None = None
+        self._take_over: asyncio.Task[None] | None = None  # SMTP here after a receiver ended
+        self.stopping = False
         self._build_contexts(config)
 
     def _build_contexts(self, config: Config) -> None:
@@ -266,7 +268,7 @@ class Server:
             await listen_for_queued(
                 self.prebound,
                 self._queued_elsewhere,
-                lambda pid: self.log.event("receiver_exited", pid=pid),
+                self._receiver_exited,
             )
             release(self.prebound)
         return await self._listen(self._roles())
@@ -302,27 +304,34 @@ class Server:
             ("imaps", "imap", conf.imap.listen_tls, True),
         ]
 
+    def _listener(
+        self, name: str, role: str, addresses: tuple[str, ...], implicit: bool
+    ) -> Listener:
+        conf = self.config
+        busy = {"pop3": f"-ERR [{POP3_BUSY.code}] {POP3_BUSY.text}\r\n".encode(), "imap": IMAP_BUSY}
+        return Listener(
+            name,
+            addresses,
+            self._session_factory(role),
+            max_connections=conf.limits.max_connections,
+            busy_line=busy.get(role, f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode()),
+            log=self.log,
+            counter=self.counter,
+            client_limits=self.client_limits,
+            tls=self.tls.context if implicit else None,
+            handshake_timeout=conf.limits.command_timeout,
+            sockets=self.prebound.sockets.get(name) if self.prebound else None,
+        )
+
     async def _listen(
         self, roles: list[tuple[str, str, tuple[str, ...], bool]]
     ) -> list[tuple[str, str]]:
         bound: list[tuple[str, str]] = []
-        conf = self.config
-        pop3_busy = f"-ERR [{POP3_BUSY.code}] {POP3_BUSY.text}\r\n".encode()
-        smtp_busy = f"{BUSY.code} {BUSY.status} {BUSY.text}\r\n".encode()
         for name, role, addresses, implicit in roles:
-            listener = Listener(
-                name,
-                addresses,
-                self._session_factory(role),
-                max_connections=conf.limits.max_connections,
-                busy_line={"pop3": pop3_busy, "imap": IMAP_BUSY}.get(role, smtp_busy),
-                log=self.log,
-                counter=self.counter,
-                client_limits=self.client_limits,
-                tls=self.tls.context if implicit else None,
-                handshake_timeout=conf.limits.command_timeout,
-                sockets=self.prebound.sockets.get(name) if self.prebound else None,
-            )
+            if name in SMTP_ROLES and self.prebound is not None and self.receiver is None:
+                bound += [(name, a) for a in addresses]  # the receivers answer (workers.py)
+                continue
+            listener = self._listener(name, role, addresses, implicit)
             try:
                 addrs = await listener.start()
             except OSError as exc:
@@ -333,6 +342,24 @@ class Server:
             self.listeners.append(listener)
             bound += [(name, a) for a in addrs]
         return bound
+
+    def _receiver_exited(self, pid: int) -> None:
+        """A receiver ended: before shutdown, this process answers SMTP from now on too."""
+        self.log.event("receiver_exited", pid=pid)
+        if self.stopping or any(listener.name in SMTP_ROLES for listener in self.listeners):
+            return
+        smtp = [self._listener(*role) for role in self._roles() if role[0] in SMTP_ROLES]
+        self.listeners += smtp
+        self._take_over = asyncio.create_task(self._start_smtp_here(smtp))
+
+    async def _start_smtp_here(self, listeners: list[Listener]) -> None:
+        for listener in listeners:
+            try:
+                await listener.start()  # its sockets were bound at the start: listen() is left
+            except OSError as exc:
+                self.log.warning("smtp_take_over_failed", listener=listener.name, error=str(exc))
+            else:
+                self.log.event("smtp_taken_over", listener=listener.name)
 
     def _session_factory(self, role: str) -> SessionFactory:
         """Sessions read their context through a lambda, so SIGHUP reaches new sessions."""
@@ -363,6 +390,7 @@ class Server:
         self.log.event("reloaded", config=str(source), note=kept[0])
 
     async def stop(self) -> None:
+        self.stopping = True  # from here on, receivers ending is expected
         grace = self.config.limits.shutdown_grace
         for listener in self.listeners:
             listener.stop_accepting()

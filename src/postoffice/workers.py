@@ -1,12 +1,21 @@
-"""Several processes receiving SMTP on the same sockets, one delivering (`workers = N`).
+"""Several processes receiving SMTP on the same ports, one delivering (`workers = N`).
 
 One Python process uses one core for its Python work; reception is where that work
 is (parsing, policy, headers, the store). With `workers > 1` the server binds its
-SMTP listening sockets (port 25 role, submission, submissions) *before* anything else,
-then forks `workers - 1` receiver processes that accept on those same sockets; the
-kernel hands each new connection to whichever process accepts first, so a busy process
-takes fewer. The first process stays the only one that delivers, owns the control
-socket, POP3 and IMAP: the queue has one scheduler and the mailboxes one notifier.
+SMTP ports (port 25 role, submission, submissions) *before* anything else, then forks
+`workers - 1` receiver processes, and only they accept SMTP. Each has listening sockets
+of its own on those ports (SO_REUSEPORT), and the kernel spreads new connections evenly
+over them by a hash of the client's address and port: with one shared socket, whichever
+process woke first took most of a burst of sessions and left another idle, and the
+main process, which also delivers, answered its share of sessions slowest (A/B in
+docs/performance.md). The first process is the only one that delivers, owns the control
+socket, POP3 and IMAP: the queue has one scheduler and the mailboxes one notifier. It
+keeps SMTP sockets of its own bound but not listening (the kernel gives connections only
+to listening ones), and starts accepting on them when a receiver ends before shutdown,
+so SMTP goes on being answered whatever becomes of the receivers. A plain bind of each
+address comes first and is closed again: it fails, with the usual one-line error, when
+anything else holds the port, another server's SO_REUSEPORT sockets included, which the
+shared-port binds themselves would join.
 
 A receiver stores a message durably in the shared spool exactly as the main process
 does, answers 250, and then writes the entry (its JSON, one line) to its own pipe to the
@@ -31,10 +40,11 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from postoffice.config import Config, parse_hostport
 from postoffice.queue.entry import QueueEntry
-from postoffice.servers.listener import SHARED_BACKLOG
+from postoffice.servers.listener import PREBOUND_BACKLOG
 
 SMTP_ROLES = ("smtp", "submission", "submissions")
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -58,7 +68,8 @@ class ReceiverSide:
 
 @dataclass
 class Prebound:
-    """The SMTP sockets bound before forking, and the receivers sharing them."""
+    """A process's own SMTP sockets, bound before forking; in the main process also the
+    receivers (their sockets listen, the main process's stay bound until it takes over)."""
 
     sockets: dict[str, list[socket.socket]]
     receivers: list[Receiver] = field(default_factory=list)
@@ -74,27 +85,81 @@ def smtp_addresses(config: Config) -> dict[str, tuple[str, ...]]:
     }
 
 
-def bind(addresses: tuple[str, ...]) -> list[socket.socket]:
-    """Listening sockets for every address, as asyncio would bind them (all families)."""
+Endpoint = tuple[int, int, int, Any]  # family, type, protocol, socket address
+
+
+def endpoints(addresses: tuple[str, ...]) -> list[Endpoint]:
+    """What to bind for every address, as asyncio would bind it (all families)."""
+    found: list[Endpoint] = []
+    for text in addresses:
+        host, port = parse_hostport(text)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        found += [(family, kind, proto, address) for family, kind, proto, _, address in infos]
+    return list(dict.fromkeys(found))
+
+
+def bind(points: list[Endpoint], *, shared: bool = False) -> list[socket.socket]:
+    """Bound sockets, not yet listening; `shared`: with SO_REUSEPORT, the port shared."""
     sockets: list[socket.socket] = []
     try:
-        for text in addresses:
-            host, port = parse_hostport(text)
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-            for family, kind, proto, _, address in dict.fromkeys(infos):
-                sock = socket.socket(family, kind, proto)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
-                sock.listen(SHARED_BACKLOG)
-                sock.setblocking(False)
+        for family, kind, proto, address in points:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if shared:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.setblocking(False)
     except OSError:
         for sock in sockets:
             sock.close()
         raise
     return sockets
+
+
+def _close(ports: dict[str, list[socket.socket]]) -> None:
+    for sockets in ports.values():
+        for sock in sockets:
+            sock.close()
+
+
+def _bind_all(points: dict[str, list[Endpoint]], *, shared: bool) -> dict[str, list[socket.socket]]:
+    """`bind` for every listener; nothing stays bound when one address fails."""
+    bound: dict[str, list[socket.socket]] = {}
+    try:
+        for name, where in points.items():
+            bound[name] = bind(where, shared=shared)
+    except OSError:
+        _close(bound)
+        raise
+    return bound
+
+
+def _ports_for_each(config: Config, processes: int) -> list[dict[str, list[socket.socket]]]:
+    """SMTP sockets for each of `processes`, all on the same ports (SO_REUSEPORT).
+
+    A plain bind first, closed again: an error if anything holds a port, and the port
+    numbers the shared binds then use (a configured port 0 is chosen once).
+    """
+    probes = _bind_all(
+        {name: endpoints(addrs) for name, addrs in smtp_addresses(config).items()}, shared=False
+    )
+    points = {
+        name: [(sock.family, sock.type, sock.proto, sock.getsockname()) for sock in sockets]
+        for name, sockets in probes.items()
+    }
+    _close(probes)
+    sets: list[dict[str, list[socket.socket]]] = []
+    try:
+        for _ in range(processes):
+            sets.append(_bind_all(points, shared=True))
+    except OSError:
+        for bound in sets:
+            _close(bound)
+        raise
+    return sets
 
 
 def prebind_and_fork(
@@ -106,13 +171,21 @@ def prebind_and_fork(
     """
     if config.workers <= 1:
         return None
-    prebound = Prebound({name: bind(addrs) for name, addrs in smtp_addresses(config).items()})
+    main, *theirs = _ports_for_each(config, config.workers)
+    for ports in theirs:  # connections queue from now on, until the receiver accepts
+        for sockets in ports.values():
+            for sock in sockets:
+                sock.listen(PREBOUND_BACKLOG)
+    prebound = Prebound(main)
     go_read, prebound.go = os.pipe()
     gc.freeze()  # keep the collector off the imported objects: their pages stay shared
-    for _ in range(config.workers - 1):
+    for ports in theirs:
         queued_read, queued_write = os.pipe()
         pid = os.fork()
         if pid == 0:
+            for other in (main, *(p for p in theirs if p is not ports)):
+                _close(other)
+            prebound.sockets = ports
             os.close(queued_read)
             os.close(prebound.go)
             for receiver in prebound.receivers:
@@ -126,6 +199,8 @@ def prebind_and_fork(
         os.close(queued_write)
         prebound.receivers.append(Receiver(pid, queued_read))
     os.close(go_read)
+    for ports in theirs:
+        _close(ports)
     return prebound
 
 

@@ -179,18 +179,45 @@ def _sessions_by_process(pids: list[int], port: int) -> dict[int, int]:
     return counts
 
 
-def test_a_burst_of_sessions_is_shared_between_the_processes(tmp_path: Path) -> None:
-    """20 sessions opened at once: each process takes some, not the first to wake all."""
-    with workers_server(tmp_path) as server:
+def test_a_burst_of_sessions_is_spread_over_the_receivers_only(tmp_path: Path) -> None:
+    """40 sessions opened at once: each receiver gets a fair part, the delivering main
+    process none (with one shared socket, the first process to wake took most)."""
+    with workers_server(tmp_path, workers=3) as server:
         assert server.process is not None
-        pids = [server.process.pid, *children(server.process.pid)]
-        clients = [socket.create_connection((server.host, server.smtp_port)) for _ in range(20)]
+        main = server.process.pid
+        clients = [socket.create_connection((server.host, server.smtp_port)) for _ in range(40)]
         try:
             for client in clients:
                 assert client.recv(1024).startswith(b"220")
-            counts = _sessions_by_process(pids, server.smtp_port)
+            counts = _sessions_by_process([main, *children(main)], server.smtp_port)
         finally:
             for client in clients:
                 client.close()
-    assert sum(counts.values()) == 20
-    assert min(counts.values()) >= 4, counts
+    assert counts.pop(main) == 0
+    assert sum(counts.values()) == 40
+    assert min(counts.values()) >= 8, counts  # a hash's spread: below 8 of 40 ~ 1 in 50,000
+
+
+def test_when_a_receiver_ends_the_main_process_answers_smtp(tmp_path: Path) -> None:
+    with workers_server(tmp_path, workers=2) as server:
+        assert server.process is not None
+        [receiver] = children(server.process.pid)
+        os.kill(receiver, signal.SIGKILL)
+        wait_until(lambda: server.log_path.read_text().count("smtp_taken_over") == 3)
+        send(server, "after the receiver")
+        [delivered] = server.wait_for_mail(USER)
+        assert "Subject: after the receiver" in delivered.read_text()
+        assert server.stop() == 0
+
+
+def test_a_port_another_server_shares_out_is_in_use(tmp_path: Path) -> None:
+    """Sockets with SO_REUSEPORT (another server's workers) would let ours join them and
+    take part of their connections: the start fails as for any port in use."""
+    server = ServerProcess(tmp_path / "data", extra_config="workers = 2\n")
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind((server.host, server.smtp_port))
+        taken.listen()
+        with pytest.raises(RuntimeError) as failed:
+            server.start(timeout=20)
+    assert "cannot listen for SMTP" in str(failed.value)

@@ -41,7 +41,7 @@ class Session(Protocol):
         ...
 
 
-SHARED_BACKLOG = 1024  # the kernel's queue of a socket shared by worker processes (workers.py)
+PREBOUND_BACKLOG = 1024  # the kernel's queue of a socket bound before the fork (workers.py)
 
 # (reader, writer, tls) -> session; `tls` describes an implicit-TLS handshake, "" if none
 SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Session]
@@ -82,16 +82,10 @@ class Listener:
     async def start(self) -> list[str]:
         """Bind every address; return them as "addr:port" for the start-up banner."""
         if self.prebound is not None:
-            for sock in self.prebound:
-                # Shared with the other worker processes: take one connection per wake-up,
-                # not asyncio's up to `backlog` at once, which let whichever process woke
-                # first take a whole burst (20 sessions opened together all in one process,
-                # the other idle). One at a time, a busy process takes fewer. `backlog` is
-                # also the kernel's queue length, so it goes back up after the start.
+            for sock in self.prebound:  # this process's own (workers.py): listening now
                 server = await asyncio.start_server(
-                    self._accept, sock=sock, limit=1 << 16, backlog=1
+                    self._accept, sock=sock, limit=1 << 16, backlog=PREBOUND_BACKLOG
                 )
-                sock.listen(SHARED_BACKLOG)
                 self.servers.append(server)
             return list(self.addresses)
         bound = []
