@@ -26,7 +26,8 @@ first recovers the spool, which removes what a cut-off store left behind. Receiv
 fork before any event loop, thread or database exists, and ask the kernel to send them
 SIGTERM when the main process dies, so they never outlive it. Per-client limits
 (connections per IP, rates, login lockouts) are counted per process: with N workers a
-client may get up to N times as much before it is stopped.
+client may get up to N - 1 times as much before it is stopped (N once the main process
+answers SMTP too).
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ async def listen_for_queued(
 ) -> None:
     """Main process: `on_entry` gets each entry a receiver stored (JSON), `on_exit` its end.
 
-    The others go on accepting on the shared sockets when one receiver ends.
+    `on_exit` gets the receiver's pid once its pipe closes: it has ended.
     """
     loop = asyncio.get_running_loop()
     for receiver in prebound.receivers:
