@@ -181,7 +181,7 @@ class Server:
             on_delayed=bouncer.on_delayed,
             delay_warning=q.delay_warning,
         )
-        self.cleanup.on_queued = self.scheduler.notify
+        self.cleanup.on_queued = lambda entry, _envelope: self.scheduler.notify(entry)
         self.control = ControlServer(
             paths.control_socket, control_handlers(self.scheduler, self.spool, self.journal)
         )

@@ -239,9 +239,10 @@ class QueuedPipe:
             asyncio.Protocol, os.fdopen(fd, "wb", buffering=0)
         )
 
-    def __call__(self, entry: QueueEntry) -> None:
+    def __call__(self, entry: QueueEntry, envelope: bytes) -> None:
+        """`envelope`: the entry's JSON as the spool stored it, not encoded again."""
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(entry.to_json() + b"\n")  # one line: JSON escapes newlines
+            self._transport.write(envelope + b"\n")  # one line: JSON escapes newlines
 
     def close(self) -> None:
         if self._transport is not None:

@@ -42,7 +42,9 @@ class World:
         )
         self.directory.add_domain("example.org")
         self.queued: list[QueueEntry] = []
-        self.cleanup = Cleanup(self.spool, self.directory, HOST, self.clock, self.queued.append)
+        self.cleanup = Cleanup(
+            self.spool, self.directory, HOST, self.clock, lambda entry, _: self.queued.append(entry)
+        )
         self.bouncer = Bouncer(
             self.cleanup,
             self.spool,
@@ -225,7 +227,7 @@ async def test_the_scheduler_sends_one_delay_warning_after_delay_warning_seconds
         on_delayed=world.bouncer.on_delayed,
         delay_warning=4 * 3600,
     )
-    world.cleanup.on_queued = scheduler.notify
+    world.cleanup.on_queued = lambda entry, _envelope: scheduler.notify(entry)
     start = world.clock.time()
     task = asyncio.create_task(scheduler.run())
     original = await world.submit("alice@example.org", "bob@remote.test")

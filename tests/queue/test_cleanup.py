@@ -50,3 +50,26 @@ def test_a_store_runs_inline_only_when_asked_and_is_durable_either_way(
     assert on_caller is inline
     stored = Spool(tmp_path / "queue").read_message(entry.qid)  # as a restart would see it
     assert stored.endswith(MESSAGE) and stored.startswith(b"Received: from client.example")
+
+
+def test_the_envelope_handed_on_is_the_one_stored(tmp_path: Path) -> None:
+    """Receivers pass it down their pipe to the main process as it is (workers.py)."""
+    handed: list[tuple[QueueEntry, bytes]] = []
+    directory = SqliteDirectory(
+        tmp_path / "directory.sqlite",
+        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
+    cleanup = Cleanup(
+        Spool(tmp_path / "queue"),
+        directory,
+        "mx.example.org",
+        FakeClock(),
+        lambda entry, envelope: handed.append((entry, envelope)),
+    )
+    origin = Origin(client_ip="127.0.0.1", helo="client.example")
+    entry = asyncio.run(cleanup.submit(None, [parse_address("bob@example.net")], MESSAGE, origin))
+
+    [(told, envelope)] = handed
+    assert told is entry
+    [recovered] = Spool(tmp_path / "queue").recover()  # as a restart would see it
+    assert envelope == recovered.to_json()

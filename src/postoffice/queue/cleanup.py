@@ -90,7 +90,7 @@ class Cleanup:
         directory: Directory,
         hostname: str,
         clock: Clock,
-        on_queued: Callable[[QueueEntry], None] = lambda entry: None,
+        on_queued: Callable[[QueueEntry, bytes], None] = lambda entry, envelope: None,
         *,
         signer: Callable[[bytes], bytes] | None = None,
     ):
@@ -98,7 +98,7 @@ class Cleanup:
         self.directory = directory
         self.hostname = hostname
         self.clock = clock
-        self.on_queued = on_queued
+        self.on_queued = on_queued  # each stored entry, with its envelope as stored (JSON)
         self.signer = signer  # DKIM: the signature headers for a message, b"" if none
         self._reserving: asyncio.Task[None] | None = None  # the spool's names made ahead
 
@@ -150,7 +150,8 @@ class Cleanup:
             message_id=message_id,
             arrival=now,
         )
-        store = functools.partial(self.spool.write, entry, message, entry.to_json())
+        envelope = entry.to_json()
+        store = functools.partial(self.spool.write, entry, message, envelope)
         try:
             if inline:
                 store()
@@ -160,7 +161,7 @@ class Cleanup:
             raise Refused(DISK_FULL) from None
         if self.spool.wants_reserves():  # later stores then need no directory fsync
             self._reserving = asyncio.ensure_future(diskio.run(self.spool.reserve))
-        self.on_queued(entry)
+        self.on_queued(entry, envelope)
         return entry
 
     def expand(self, recipients: list[Address]) -> list[tuple[str, str]]:
