@@ -89,7 +89,7 @@ def smtp_addresses(config: Config) -> dict[str, tuple[str, ...]]:
 Endpoint = tuple[int, int, int, Any]  # family, type, protocol, socket address
 
 
-def endpoints(addresses: tuple[str, ...]) -> list[Endpoint]:
+def _endpoints(addresses: tuple[str, ...]) -> list[Endpoint]:
     """What to bind for every address, as asyncio would bind it (all families)."""
     found: list[Endpoint] = []
     for text in addresses:
@@ -99,7 +99,7 @@ def endpoints(addresses: tuple[str, ...]) -> list[Endpoint]:
     return list(dict.fromkeys(found))
 
 
-def bind(points: list[Endpoint], *, shared: bool = False) -> list[socket.socket]:
+def _bind(points: list[Endpoint], *, shared: bool = False) -> list[socket.socket]:
     """Bound sockets, not yet listening; `shared`: with SO_REUSEPORT, the port shared."""
     sockets: list[socket.socket] = []
     try:
@@ -127,11 +127,11 @@ def _close(ports: dict[str, list[socket.socket]]) -> None:
 
 
 def _bind_all(points: dict[str, list[Endpoint]], *, shared: bool) -> dict[str, list[socket.socket]]:
-    """`bind` for every listener; nothing stays bound when one address fails."""
+    """`_bind` for every listener; nothing stays bound when one address fails."""
     bound: dict[str, list[socket.socket]] = {}
     try:
         for name, where in points.items():
-            bound[name] = bind(where, shared=shared)
+            bound[name] = _bind(where, shared=shared)
     except OSError:
         _close(bound)
         raise
@@ -145,7 +145,7 @@ def _ports_for_each(config: Config, processes: int) -> list[dict[str, list[socke
     numbers the shared binds then use (a configured port 0 is chosen once).
     """
     probes = _bind_all(
-        {name: endpoints(addrs) for name, addrs in smtp_addresses(config).items()}, shared=False
+        {name: _endpoints(addrs) for name, addrs in smtp_addresses(config).items()}, shared=False
     )
     points = {
         name: [(sock.family, sock.type, sock.proto, sock.getsockname()) for sock in sockets]
