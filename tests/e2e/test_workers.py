@@ -195,7 +195,7 @@ def test_a_burst_of_sessions_is_spread_over_the_receivers_only(tmp_path: Path) -
                 client.close()
     assert counts.pop(main) == 0
     assert sum(counts.values()) == 40
-    assert min(counts.values()) >= 8, counts  # a hash's spread: below 8 of 40 ~ 1 in 50,000
+    assert min(counts.values()) >= 8, counts  # a hash: either below 8 of 40, ~1 in 24,000
 
 
 def test_when_a_receiver_ends_the_main_process_answers_smtp(tmp_path: Path) -> None:
