@@ -264,14 +264,13 @@ class Server:
                 f"{self.paths.control_socket}: cannot open the control socket ({exc}); "
                 "is another server running on this data dir?"
             ) from None
-        if self.prebound is not None:
-            await listen_for_queued(
-                self.prebound,
-                self._queued_elsewhere,
-                self._receiver_exited,
-            )
-            release(self.prebound)
-        return await self._listen(self._roles())
+        if self.prebound is None:
+            return await self._listen(self._roles())
+        await listen_for_queued(self.prebound, self._queued_elsewhere, self._receiver_exited)
+        release(self.prebound)
+        smtp = [(name, a) for name, _, addresses, _ in self._smtp_roles() for a in addresses]
+        others = [role for role in self._roles() if role[0] not in SMTP_ROLES]
+        return smtp + await self._listen(others)  # the receivers answer SMTP (workers.py)
 
     async def _start_receiver(self, side: ReceiverSide) -> list[tuple[str, str]]:
         """A receiver: wait until the spool is recovered, then accept SMTP only."""
@@ -281,7 +280,7 @@ class Server:
         await pipe.open(side.queued)
         self._queued_pipe = pipe
         self.cleanup.on_queued = pipe
-        return await self._listen([r for r in self._roles() if r[0] in SMTP_ROLES])
+        return await self._listen(self._smtp_roles())
 
     def _queued_elsewhere(self, line: bytes) -> None:
         """A receiver stored this entry: schedule it as if it had been stored here."""
@@ -303,6 +302,9 @@ class Server:
             ("imap", "imap", conf.imap.listen, False),
             ("imaps", "imap", conf.imap.listen_tls, True),
         ]
+
+    def _smtp_roles(self) -> list[tuple[str, str, tuple[str, ...], bool]]:
+        return [role for role in self._roles() if role[0] in SMTP_ROLES]
 
     def _listener(
         self, name: str, role: str, addresses: tuple[str, ...], implicit: bool
@@ -328,9 +330,6 @@ class Server:
     ) -> list[tuple[str, str]]:
         bound: list[tuple[str, str]] = []
         for name, role, addresses, implicit in roles:
-            if name in SMTP_ROLES and self.prebound is not None and self.receiver is None:
-                bound += [(name, a) for a in addresses]  # the receivers answer (workers.py)
-                continue
             listener = self._listener(name, role, addresses, implicit)
             try:
                 addrs = await listener.start()
@@ -346,9 +345,9 @@ class Server:
     def _receiver_exited(self, pid: int) -> None:
         """A receiver ended: before shutdown, this process answers SMTP from now on too."""
         self.log.event("receiver_exited", pid=pid)
-        if self.stopping or any(listener.name in SMTP_ROLES for listener in self.listeners):
+        if self.stopping or self._take_over is not None:
             return
-        smtp = [self._listener(*role) for role in self._roles() if role[0] in SMTP_ROLES]
+        smtp = [self._listener(*role) for role in self._smtp_roles()]
         self.listeners += smtp
         self._take_over = asyncio.create_task(self._start_smtp_here(smtp))
 

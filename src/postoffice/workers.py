@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import itertools
 import os
 import signal
 import socket
@@ -121,9 +122,8 @@ def _bind(points: list[Endpoint], *, shared: bool = False) -> list[socket.socket
 
 
 def _close(ports: dict[str, list[socket.socket]]) -> None:
-    for sockets in ports.values():
-        for sock in sockets:
-            sock.close()
+    for sock in itertools.chain.from_iterable(ports.values()):
+        sock.close()
 
 
 def _bind_all(points: dict[str, list[Endpoint]], *, shared: bool) -> dict[str, list[socket.socket]]:
@@ -174,9 +174,8 @@ def prebind_and_fork(
         return None
     main, *theirs = _ports_for_each(config, config.workers)
     for ports in theirs:  # connections queue from now on, until the receiver accepts
-        for sockets in ports.values():
-            for sock in sockets:
-                sock.listen(PREBOUND_BACKLOG)
+        for sock in itertools.chain.from_iterable(ports.values()):
+            sock.listen(PREBOUND_BACKLOG)
     prebound = Prebound(main)
     go_read, prebound.go = os.pipe()
     gc.freeze()  # keep the collector off the imported objects: their pages stay shared

@@ -134,8 +134,7 @@ class Pop3Session(BaseSession):
         while not conn.closed:
             event = conn.next_event()  # commands already buffered are served without a read
             if event is NEED_DATA:
-                if self.retrieved:
-                    self.read_ahead()
+                self.read_ahead()
                 if self.writer.transport.get_write_buffer_size():
                     await self.writer.drain()  # RFC 2449 §6.6: answers flushed before waiting
                 if self.mailbox is not None and not self.stopping and reader_is_empty(self.reader):
@@ -408,7 +407,10 @@ class Pop3Session(BaseSession):
         that one: a client downloading the maildrop asks for it next, and finds its answer
         ready. Only from the page cache, as `cached_message`: never a wait for the disk.
         Called once the commands received are answered; a DELE of it before its RETR is
-        still refused (`message` is asked again), and its content cannot change."""
+        still refused (`message` is asked again), and its content cannot change. Nothing
+        to do unless the last command answered was a RETR from the cache."""
+        if not self.retrieved:
+            return
         number, self.retrieved = self.retrieved + 1, 0
         info = self.message(number)
         if isinstance(info, Err):

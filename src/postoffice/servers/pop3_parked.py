@@ -41,8 +41,7 @@ class Parked(parked.Parked):
             event = conn.next_event()
             if event is NEED_DATA:
                 session.idle_since = self.loop.time()
-                if session.retrieved:
-                    session.read_ahead()  # while the client reads what was just sent
+                session.read_ahead()  # while the client reads what was just sent
                 return
             quick = session.QUICK.get(type(event))
             if quick is None or self.transport.get_write_buffer_size():  # type: ignore[attr-defined]
