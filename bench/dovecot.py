@@ -182,7 +182,7 @@ service imap-login {{
         if result.returncode != 0:
             said = errors_path.read_text("utf-8", errors="replace")
             raise RuntimeError(f"dovecot failed to start: {said}{self.log()}")
-        self._master_pid = int((self.root / "run" / "master.pid").read_text().split()[0])
+        self._master_pid = _master_pid(self.root / "run" / "master.pid", timeout)
         if wait_for_greeting(self.address, self.port, b"+OK", timeout) and wait_for_greeting(
             self.address, self.imap_port, b"* OK", timeout
         ):
@@ -228,3 +228,15 @@ service imap-login {{
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _master_pid(path: Path, timeout: float) -> int:
+    """The master's pid from its pid file, which the daemon writes after the command that
+    started it may already have returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+            return int(path.read_text().split()[0])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"dovecot wrote no pid file ({path}) within {timeout:.0f} s")
+        time.sleep(0.02)
