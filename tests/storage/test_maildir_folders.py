@@ -134,6 +134,23 @@ def test_a_recent_mtime_always_lists_again(store: MaildirStore) -> None:
         assert len(mailbox.messages()) == 2
 
 
+def test_listing_again_makes_objects_only_for_what_changed(store: MaildirStore) -> None:
+    """A folder is listed again after each change (every delivery into an INBOX an IMAP
+    client watches with IDLE); unchanged messages keep the objects of the last listing."""
+    with store.mailbox(USER) as mailbox:
+        for _ in range(3):
+            mailbox.deliver(MESSAGE)
+        age(mailbox, time.time_ns() - 10_000_000_000)
+        first = mailbox.messages()
+        mailbox.set_flags(first[0].key, frozenset({"\\Seen"}))
+        mailbox.deliver(MESSAGE)  # young mtimes: the next listing syncs the folder again
+        again = mailbox.messages()
+    assert [m.uid for m in again] == [1, 2, 3, 4]
+    assert again[0] is not first[0] and again[0].flags == {"\\Seen"}
+    assert again[1] is first[1] and again[2] is first[2]
+    assert again[1].key is first[1].key
+
+
 def test_writers_through_the_store_notify_watchers(store: MaildirStore) -> None:
     make(store, "Work")
 
