@@ -446,7 +446,9 @@ class MaildirMailbox:
                 message = MessageInfo(uid, key, size, flags, modseq, internaldate)
             listing.append(message)
             hint = _hint(key, subdir, name)
-            files[message.key] = hint if hint is None or known.get(key) != hint else known[key]
+            if hint is not None and known.get(key) == hint:
+                hint = known[key]  # the string already kept, not one more equal to it
+            files[message.key] = hint
         self._files = files
         return listing
 
