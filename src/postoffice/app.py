@@ -21,7 +21,7 @@ from postoffice.clock import Clock, SystemClock
 from postoffice.config import Config, ConfigError
 from postoffice.control import ControlServer
 from postoffice.datadir import DEFAULT_DOMAIN, Paths, StartupError, check_writable, open_directory
-from postoffice.delivery.local import LocalDeliveryAgent
+from postoffice.delivery.local import AtReception, LocalDeliveryAgent
 from postoffice.delivery.routing import Router
 from postoffice.delivery.smtp import SmtpDeliveryAgent
 from postoffice.dns import DnsError, DnsPythonResolver, Resolver
@@ -36,7 +36,7 @@ from postoffice.queue.admin import control_handlers
 from postoffice.queue.backoff import Backoff
 from postoffice.queue.bounce import Bouncer
 from postoffice.queue.cleanup import Cleanup
-from postoffice.queue.entry import QueueEntry, QueueState
+from postoffice.queue.entry import QueueEntry, QueueState, RecipientStatus
 from postoffice.queue.scheduler import Scheduler
 from postoffice.queue.spool import Spool
 from postoffice.servers.imap import BUSY_LINE as IMAP_BUSY
@@ -142,7 +142,7 @@ class Server:
         self.directory = open_directory(config)
         self.store = MaildirStore(paths.mail)
         self.spool = Spool(paths.queue)
-        local = LocalDeliveryAgent(
+        local = self.local = LocalDeliveryAgent(
             self.store, self.spool, config.hostname, junk_folder=config.checks.quarantine_folder
         )
         try:
@@ -160,6 +160,8 @@ class Server:
             config.hostname,
             self.clock,
             signer=functools.partial(sign_message, store=self.keys) if config.dkim.sign else None,
+            at_reception=AtReception(self.router, local) if q.local_at_reception else None,
+            on_event=self._delivery_event,
         )
         bouncer = Bouncer(
             self.cleanup,
@@ -181,7 +183,7 @@ class Server:
             on_delayed=bouncer.on_delayed,
             delay_warning=q.delay_warning,
         )
-        self.cleanup.on_queued = lambda entry, _envelope: self.scheduler.notify(entry)
+        self.cleanup.on_accepted = self._accepted
         self.control = ControlServer(
             paths.control_socket, control_handlers(self.scheduler, self.spool, self.journal)
         )
@@ -250,6 +252,11 @@ class Server:
         delay = round(self.clock.time() - arrival, 3) if isinstance(arrival, float) else None
         self.log.event(kind, qid=qid, delay=delay, **detail)
 
+    def _accepted(self, entry: QueueEntry, envelope: bytes | None) -> None:
+        """Cleanup took a message: schedule it, unless nothing of it went into the spool."""
+        if envelope is not None:
+            self.scheduler.notify(entry)
+
     async def start(self) -> list[tuple[str, str]]:
         """Recover the queue, start delivery and bind every listener."""
         if self.receiver is not None:
@@ -266,7 +273,9 @@ class Server:
             ) from None
         if self.prebound is None:
             return await self._listen(self._roles())
-        await listen_for_queued(self.prebound, self._queued_elsewhere, self._receiver_exited)
+        await listen_for_queued(
+            self.prebound, self._queued_elsewhere, self._delivered_elsewhere, self._receiver_exited
+        )
         release(self.prebound)
         smtp = [(name, a) for name, _, addresses, _ in self._smtp_roles() for a in addresses]
         others = [role for role in self._roles() if role[0] not in SMTP_ROLES]
@@ -279,8 +288,18 @@ class Server:
         pipe = QueuedPipe()
         await pipe.open(side.queued)
         self._queued_pipe = pipe
-        self.cleanup.on_queued = pipe
+        self.cleanup.on_accepted = self._accepted_for_main
         return await self._listen(self._smtp_roles())
+
+    def _accepted_for_main(self, entry: QueueEntry, envelope: bytes | None) -> None:
+        """A receiver took a message: the main process delivers what it spooled, and wakes
+        the IMAP sessions on the mailboxes it delivered to at reception."""
+        assert self._queued_pipe is not None
+        for recipient in entry.recipients:
+            if recipient.status is RecipientStatus.DELIVERED:
+                self._queued_pipe.delivered(recipient.address, self.local.folder(entry))
+        if envelope is not None:
+            self._queued_pipe.queued(envelope)
 
     def _queued_elsewhere(self, line: bytes) -> None:
         """A receiver stored this entry: schedule it as if it had been stored here."""
@@ -289,7 +308,14 @@ class Server:
         except ValueError as exc:  # the spool still has it: the next start recovers it
             self.log.warning("queued_elsewhere_unreadable", error=repr(exc))
             return
-        self.scheduler.notify(entry)
+        if entry.pending:
+            self.scheduler.notify(entry)
+
+    def _delivered_elsewhere(self, mailboxes: set[tuple[str, str]]) -> None:
+        """A receiver delivered to these (address, folder) mailboxes: only this process's
+        hub reaches the IMAP sessions idling on them."""
+        for address, folder in mailboxes:
+            self.store.changed(address, folder)
 
     def _roles(self) -> list[tuple[str, str, tuple[str, ...], bool]]:
         conf = self.config

@@ -131,6 +131,7 @@ class QueueSection:
     max_lifetime: float = 5 * 86400.0
     delay_warning: float = 0.0  # 0: no delay warnings
     concurrency: int = 20
+    local_at_reception: bool = True  # local users' mail into the Maildir before the 250
 
 
 @dataclass(frozen=True, slots=True)

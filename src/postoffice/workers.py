@@ -20,7 +20,9 @@ shared-port binds themselves would join.
 A receiver stores a message durably in the shared spool exactly as the main process
 does, answers 250, and then writes the entry (its JSON, one line) to its own pipe to the
 main process, which schedules it without reading it back from the disk (one pipe per
-receiver, so lines of two receivers never mix). A
+receiver, so lines of two receivers never mix). A message it delivered at reception
+(`[queue] local_at_reception`) is a line naming each mailbox instead: the main process
+wakes the IMAP sessions idling on it, which only its own notifier reaches. A
 receiver waits for the main process's go before it accepts, because the main process
 first recovers the spool, which removes what a cut-off store left behind. Receivers
 fork before any event loop, thread or database exists, and ask the kernel to send them
@@ -45,10 +47,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from postoffice.config import Config, parse_hostport
-from postoffice.queue.entry import QueueEntry
+from postoffice.logs import RoundFlush
 from postoffice.servers.listener import PREBOUND_BACKLOG
 
 SMTP_ROLES = ("smtp", "submission", "submissions")
+_DELIVERED = "D "  # a pipe line naming a mailbox delivered to at reception; JSON starts with {
+_DELIVERED_BYTES = _DELIVERED.encode()
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -227,10 +231,18 @@ async def wait_for_go(side: ReceiverSide) -> bool:
 
 
 class QueuedPipe:
-    """Receiver: tells the main process about each stored message, never blocking."""
+    """Receiver: tells the main process of each message it took, never blocking.
+
+    Two kinds of line: a spooled entry (its JSON, as stored), and `D <folder>\t<address>`
+    for a mailbox it delivered to at reception (the main process wakes the IMAP sessions
+    idling on it). Lines are written once the loop has run its round, so that the
+    messages of one round share one write, and the main process one wake-up.
+    """
 
     def __init__(self) -> None:
         self._transport: asyncio.WriteTransport | None = None
+        self._lines: list[bytes] = []
+        self._round = RoundFlush(self._flush)
 
     async def open(self, fd: int) -> None:
         loop = asyncio.get_running_loop()
@@ -238,10 +250,22 @@ class QueuedPipe:
             asyncio.Protocol, os.fdopen(fd, "wb", buffering=0)
         )
 
-    def __call__(self, entry: QueueEntry, envelope: bytes) -> None:
+    def queued(self, envelope: bytes) -> None:
         """`envelope`: the entry's JSON as the spool stored it, not encoded again."""
+        self._add(envelope)  # one line: JSON escapes newlines
+
+    def delivered(self, address: str, folder: str) -> None:
+        self._add(f"{_DELIVERED}{folder}\t{address}".encode())
+
+    def _add(self, line: bytes) -> None:
+        self._lines.append(line + b"\n")
+        if not self._round.request():
+            self._flush()
+
+    def _flush(self) -> None:
+        lines, self._lines = self._lines, []
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(envelope + b"\n")  # one line: JSON escapes newlines
+            self._transport.write(b"".join(lines))
 
     def close(self) -> None:
         if self._transport is not None:
@@ -249,31 +273,48 @@ class QueuedPipe:
 
 
 class _QueuedReader(asyncio.Protocol):
-    def __init__(self, on_entry: Callable[[bytes], None], on_exit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_entry: Callable[[bytes], None],
+        on_delivered: Callable[[set[tuple[str, str]]], None],
+        on_exit: Callable[[], None],
+    ) -> None:
         self._on_entry = on_entry
+        self._on_delivered = on_delivered
         self._on_exit = on_exit
         self._partial = b""
 
     def data_received(self, data: bytes) -> None:
         *lines, self._partial = (self._partial + data).split(b"\n")
+        delivered: set[tuple[str, str]] = set()  # one wake-up per mailbox and read
         for line in lines:
-            self._on_entry(line)
+            if line.startswith(_DELIVERED_BYTES):
+                folder, _, address = line[len(_DELIVERED_BYTES) :].decode().partition("\t")
+                delivered.add((address, folder))
+            else:
+                self._on_entry(line)
+        if delivered:
+            self._on_delivered(delivered)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._on_exit()
 
 
 async def listen_for_queued(
-    prebound: Prebound, on_entry: Callable[[bytes], None], on_exit: Callable[[int], None]
+    prebound: Prebound,
+    on_entry: Callable[[bytes], None],
+    on_delivered: Callable[[set[tuple[str, str]]], None],
+    on_exit: Callable[[int], None],
 ) -> None:
-    """Main process: `on_entry` gets each entry a receiver stored (JSON), `on_exit` its end.
+    """Main process: `on_entry` gets each entry a receiver spooled (JSON), `on_delivered` the
+    (address, folder) pairs it delivered to at reception, `on_exit` its end.
 
     `on_exit` gets the receiver's pid once its pipe closes: it has ended.
     """
     loop = asyncio.get_running_loop()
     for receiver in prebound.receivers:
         await loop.connect_read_pipe(
-            lambda pid=receiver.pid: _QueuedReader(on_entry, lambda: on_exit(pid)),
+            lambda pid=receiver.pid: _QueuedReader(on_entry, on_delivered, lambda: on_exit(pid)),
             os.fdopen(receiver.queued, "rb", buffering=0),
         )
 

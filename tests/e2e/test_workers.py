@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import os
 import signal
 import smtplib
@@ -42,8 +43,11 @@ def wait_until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-unt
 
 
 @contextmanager
-def workers_server(tmp_path: Path, workers: int = 2) -> Iterator[ServerProcess]:
+def workers_server(
+    tmp_path: Path, workers: int = 2, *, at_reception: bool = True
+) -> Iterator[ServerProcess]:
     server = ServerProcess(tmp_path / "data", extra_config=f"workers = {workers}\n")
+    server.configure("queue", local_at_reception=at_reception)
     server.cli("user", "add", USER, "--password-stdin", stdin="pw-wanda-123\n")
     server.start()
     try:
@@ -100,10 +104,10 @@ def test_receivers_share_the_ports_and_every_message_is_delivered_once(
         wait_until(lambda: not any(alive(pid) for pid in receivers))
 
 
-def test_a_message_a_receiver_accepts_is_delivered_by_the_main_process(
+def test_a_message_a_receiver_queues_is_delivered_by_the_main_process(
     tmp_path: Path,
 ) -> None:
-    with workers_server(tmp_path) as server:
+    with workers_server(tmp_path, at_reception=False) as server:
         assert server.process is not None
         os.kill(server.process.pid, signal.SIGSTOP)  # only the receiver can answer now
         try:
@@ -113,6 +117,40 @@ def test_a_message_a_receiver_accepts_is_delivered_by_the_main_process(
         [delivered] = server.wait_for_mail(USER)
         assert "Subject: via the receiver" in delivered.read_text()
         assert reply.split()[-1] in delivered.name  # the queue id the receiver gave
+
+
+def test_a_receiver_delivers_local_mail_itself_before_its_250(tmp_path: Path) -> None:
+    with workers_server(tmp_path) as server:
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)  # the main process cannot deliver
+        try:
+            qid = send(server, "straight in").split()[-1]
+            [delivered] = (server.maildir(USER) / "new").iterdir()  # at the 250, no waiting
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert qid in delivered.name
+        text = delivered.read_text()
+        assert text.startswith(f"Return-Path: <someone@example.org>\nDelivered-To: {USER}\n")
+        assert f"id {qid}" in text and "Subject: straight in" in text
+        assert not (server.data_dir / "queue" / "messages" / qid).exists()  # never spooled
+        trace = server.cli("trace", qid)
+        assert "delivered to" in trace and USER in trace, trace
+
+
+def test_idle_in_the_main_process_hears_of_a_receivers_delivery(tmp_path: Path) -> None:
+    """Without word from the receiver, IDLE would notice only at its 30 s re-check."""
+    with workers_server(tmp_path) as server:
+        client = imaplib.IMAP4(server.host, server.imap_port)
+        client.login(USER, "pw-wanda-123")
+        client.select("INBOX")
+        client.send(b"i1 IDLE\r\n")
+        assert client.readline().startswith(b"+")
+        client.socket().settimeout(10)
+        send(server, "wake up")
+        assert client.readline() == b"* 1 EXISTS\r\n"
+        client.send(b"DONE\r\n")
+        assert client.readline().startswith(b"i1 OK")
+        client.logout()
 
 
 def test_sighup_reaches_the_receivers(tmp_path: Path) -> None:
@@ -136,7 +174,7 @@ def test_sighup_reaches_the_receivers(tmp_path: Path) -> None:
 def test_receivers_never_outlive_a_killed_main_process_and_nothing_is_lost(
     tmp_path: Path,
 ) -> None:
-    with workers_server(tmp_path) as server:
+    with workers_server(tmp_path, at_reception=False) as server:
         assert server.process is not None
         receivers = children(server.process.pid)
         os.kill(server.process.pid, signal.SIGSTOP)

@@ -227,7 +227,7 @@ async def test_the_scheduler_sends_one_delay_warning_after_delay_warning_seconds
         on_delayed=world.bouncer.on_delayed,
         delay_warning=4 * 3600,
     )
-    world.cleanup.on_queued = lambda entry, _envelope: scheduler.notify(entry)
+    world.cleanup.on_accepted = lambda entry, _envelope: scheduler.notify(entry)
     start = world.clock.time()
     task = asyncio.create_task(scheduler.run())
     original = await world.submit("alice@example.org", "bob@remote.test")

@@ -1,19 +1,25 @@
-"""Cleanup's store: on the disk pool, or inline on the loop's thread for a lone session."""
+"""Cleanup's store: on the disk pool, or inline on the loop's thread for a lone session;
+delivery at reception into local users' Maildirs."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 
+from postoffice.delivery.base import RecipientResult
+from postoffice.delivery.local import AT_RECEPTION_RECIPIENTS, AtReception, LocalDeliveryAgent
+from postoffice.delivery.routing import Router
 from postoffice.mail.address import parse_address
 from postoffice.queue.cleanup import Cleanup, Origin
-from postoffice.queue.entry import QueueEntry
+from postoffice.queue.entry import QueueEntry, RecipientStatus
 from postoffice.queue.spool import Spool
 from postoffice.storage.directory import SqliteDirectory
+from postoffice.storage.maildir_store import MaildirStore
 from postoffice.testing.clock import FakeClock
 
 MESSAGE = b"Subject: hi\r\n\r\nHello.\r\n"
@@ -73,3 +79,116 @@ def test_the_envelope_handed_on_is_the_one_stored(tmp_path: Path) -> None:
     assert told is entry
     [recovered] = Spool(tmp_path / "queue").recover()  # as a restart would see it
     assert envelope == recovered.to_json()
+
+
+class RemoteAgent:
+    """Stands for the SMTP agent: routing only compares agents, nothing is sent."""
+
+    async def deliver(self, entry: QueueEntry, recipients: list[str]) -> list[RecipientResult]:
+        raise AssertionError("not used at reception")
+
+
+class Reception:
+    """A cleanup with delivery at reception, on a real spool, directory and Maildir store."""
+
+    def __init__(self, root: Path, *, max_recipients: int = AT_RECEPTION_RECIPIENTS) -> None:
+        self.directory = SqliteDirectory(
+            root / "directory.sqlite",
+            hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+        )
+        for domain in ("a.test", "b.test"):
+            self.directory.add_domain(domain)
+        for user in ("alice@a.test", "bob@b.test", "carol@b.test"):
+            self.directory.add_user(user, "pw-long-enough-1")
+        self.spool = Spool(root / "queue")
+        self.store = MaildirStore(root / "mail", hostname="mx.test")
+        local = LocalDeliveryAgent(self.store, self.spool, "mx.test")
+        at_reception = AtReception(
+            Router(self.directory, local, RemoteAgent()), local, max_recipients=max_recipients
+        )
+        self.accepted: list[tuple[QueueEntry, bytes | None]] = []
+        self.events: list[tuple[str, str, object]] = []
+        self.cleanup = Cleanup(
+            self.spool,
+            self.directory,
+            "mx.test",
+            FakeClock(),
+            lambda entry, envelope: self.accepted.append((entry, envelope)),
+            at_reception=at_reception,
+            on_event=lambda kind, entry, detail: self.events.append(
+                (kind, entry.qid, detail["recipient"])
+            ),
+        )
+
+    def submit(self, *recipients: str) -> QueueEntry:
+        async def submit_and_let_the_loop_turn() -> QueueEntry:
+            origin = Origin(client_ip="127.0.0.1", helo="client.example")
+            rcpts = [parse_address(r) for r in recipients]
+            entry = await self.cleanup.submit(None, rcpts, MESSAGE, origin)
+            await asyncio.sleep(0)
+            return entry
+
+        return asyncio.run(submit_and_let_the_loop_turn())
+
+    def inbox(self, address: str) -> list[bytes]:
+        new = self.store.user_dir(address) / "new"
+        return [p.read_bytes() for p in new.iterdir()] if new.is_dir() else []
+
+
+def test_mail_for_local_users_is_in_their_maildirs_when_submit_returns_and_never_spooled(
+    tmp_path: Path,
+) -> None:
+    world = Reception(tmp_path)
+    world.spool.reserve()
+    reserved = set(os.listdir(tmp_path / "queue" / "messages"))
+
+    entry = world.submit("alice@a.test", "bob@b.test")
+
+    for user in ("alice@a.test", "bob@b.test"):
+        [copy] = world.inbox(user)
+        assert copy.startswith(b"Return-Path: <>\r\nDelivered-To: " + user.encode())
+        assert f"id {entry.qid}".encode() in copy and copy.endswith(MESSAGE)
+    assert world.accepted == [(entry, None)]  # nothing for the queue to schedule
+    assert world.events == [
+        ("delivered", entry.qid, "alice@a.test"),
+        ("delivered", entry.qid, "bob@b.test"),
+    ]
+    assert entry.qid not in reserved  # a name reserved for a store would stay empty
+    assert set(os.listdir(tmp_path / "queue" / "messages")) == reserved
+    assert Spool(tmp_path / "queue").recover() == []  # as a restart would see it
+
+
+def test_a_recipient_not_delivered_at_reception_is_spooled_for_the_queue(tmp_path: Path) -> None:
+    world = Reception(tmp_path)
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "b.test").write_bytes(b"")  # a file where b.test's mailboxes belong
+
+    entry = world.submit("alice@a.test", "bob@b.test")
+
+    assert len(world.inbox("alice@a.test")) == 1
+    [(told, envelope)] = world.accepted
+    assert told is entry and envelope is not None
+    [queued] = Spool(tmp_path / "queue").recover()
+    assert envelope == queued.to_json()
+    assert [(r.address, r.status) for r in queued.recipients] == [
+        ("alice@a.test", RecipientStatus.DELIVERED),
+        ("bob@b.test", RecipientStatus.PENDING),  # the queue retries, and bounces in the end
+    ]
+    assert world.events == [("delivered", entry.qid, "alice@a.test")]
+
+
+@pytest.mark.parametrize(
+    "recipients",
+    [("alice@a.test", "dave@remote.example"), ("alice@a.test", "bob@b.test", "carol@b.test")],
+    ids=["a remote recipient too", "more recipients than max_recipients"],
+)
+def test_other_mail_goes_into_the_spool_whole(tmp_path: Path, recipients: tuple[str]) -> None:
+    world = Reception(tmp_path, max_recipients=2)
+
+    entry = world.submit(*recipients)
+
+    assert world.inbox("alice@a.test") == []
+    [queued] = Spool(tmp_path / "queue").recover()
+    assert queued.qid == entry.qid
+    assert all(r.status is RecipientStatus.PENDING for r in queued.recipients)
+    assert world.events == []

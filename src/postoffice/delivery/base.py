@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from postoffice.queue.entry import QueueEntry
+from postoffice.queue.entry import QueueEntry, RecipientState, RecipientStatus
 
 
 class Outcome(enum.Enum):
@@ -27,6 +27,22 @@ class RecipientResult:
     status: str  # enhanced status code, e.g. "2.0.0", "4.4.1", "5.1.1"
     detail: str  # human text, e.g. the remote server's reply or "delivered to maildir"
     remote_reply: str | None = None  # the remote SMTP reply verbatim, for DSNs
+
+
+_OUTCOME_STATUS = {
+    Outcome.DELIVERED: RecipientStatus.DELIVERED,
+    Outcome.FAILED: RecipientStatus.FAILED,
+    Outcome.DEFERRED: RecipientStatus.PENDING,
+}
+
+
+def settle(recipient: RecipientState, result: RecipientResult) -> None:
+    """Record one attempt's result on the recipient: pending again only if it was deferred."""
+    recipient.attempts += 1
+    recipient.last_status = result.status
+    recipient.last_detail = result.detail
+    recipient.remote_reply = result.remote_reply
+    recipient.status = _OUTCOME_STATUS[result.outcome]
 
 
 class DeliveryAgent(Protocol):

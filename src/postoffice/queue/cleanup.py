@@ -13,6 +13,13 @@ on the event loop's own thread: with nobody else to serve meanwhile the loop wou
 wait, and the hop there and back (two thread wake-ups, two hand-overs of the GIL) costs a
 single session some 10 % of its rate (docs/performance.md).
 
+With `at_reception` (`[queue] local_at_reception`, delivery/local.py `AtReception`), a
+message whose final recipients are all local goes straight into their mailboxes instead,
+in the same hop, and into the spool only for recipients that could not be delivered. Its
+queue id is then a fresh one, not a name reserved in the spool (which would stay unused).
+The `delivered` events of those recipients are reported on the loop's next round, after
+the caller's own record of the message (the session's `queued` line in the log).
+
 Messages the server writes itself (bounces) come in with `Origin.internal`:
 their Received: header has only a `by` clause, as from Postfix's pickup.
 
@@ -31,9 +38,10 @@ from dataclasses import dataclass, field
 
 from postoffice import diskio
 from postoffice.clock import Clock
+from postoffice.delivery.local import AtReception
 from postoffice.mail.address import Address
 from postoffice.protocols.smtp import Reply
-from postoffice.queue.entry import QueueEntry
+from postoffice.queue.entry import QueueEntry, RecipientStatus
 from postoffice.queue.spool import Spool, SpoolFull
 from postoffice.storage.base import Directory
 
@@ -82,7 +90,8 @@ class Origin:
 
 
 class Cleanup:
-    """Loop check, trace header, recipient expansion, durable store, scheduler wake-up."""
+    """Loop check, trace header, recipient expansion, durable store (or delivery at
+    reception), scheduler wake-up."""
 
     def __init__(
         self,
@@ -90,16 +99,22 @@ class Cleanup:
         directory: Directory,
         hostname: str,
         clock: Clock,
-        on_queued: Callable[[QueueEntry, bytes], None] = lambda entry, envelope: None,
+        on_accepted: Callable[[QueueEntry, bytes | None], None] = lambda entry, envelope: None,
         *,
         signer: Callable[[bytes], bytes] | None = None,
+        at_reception: AtReception | None = None,
+        on_event: Callable[[str, QueueEntry, dict[str, object]], None] | None = None,
     ):
         self.spool = spool
         self.directory = directory
         self.hostname = hostname
         self.clock = clock
-        self.on_queued = on_queued  # each stored entry, with its envelope as stored (JSON)
+        # Each accepted entry, with its envelope as spooled (JSON); None when it was
+        # delivered at reception to every recipient and nothing went into the spool.
+        self.on_accepted = on_accepted
         self.signer = signer  # DKIM: the signature headers for a message, b"" if none
+        self.at_reception = at_reception
+        self.on_event = on_event  # `delivered` events of deliveries at reception
         self._reserving: asyncio.Task[None] | None = None  # the spool's names made ahead
 
     def should_sign(self, origin: Origin) -> bool:
@@ -127,7 +142,13 @@ class Cleanup:
         headers = data if header_end < 0 else data[: header_end + 2]
         if len(_RECEIVED.findall(headers)) >= MAX_RECEIVED:
             raise Refused(LOOP)
-        qid = self.spool.new_qid()
+        # Expansion (SQLite) and the envelope are made here: the disk thread, if any, only
+        # makes system calls (between them it waits for the GIL).
+        finals = self.expand(recipients)
+        direct = self.at_reception is not None and self.at_reception.takes(
+            [final for final, _ in finals]
+        )
+        qid = self.spool.new_qid(reserved=not direct)
         now = self.clock.time()
         trace = self.received_header(qid, recipients, origin, now)
         match = _MESSAGE_ID.search(headers)
@@ -138,31 +159,48 @@ class Cleanup:
         if self.should_sign(origin):
             assert self.signer is not None
             data = await asyncio.to_thread(self.signer, data) + data  # below Received:
-        # Expansion (SQLite) and the envelope are made here: the disk thread, if any, only
-        # makes system calls (between them it waits for the GIL).
         message = trace + data
         entry = self.spool.envelope(
             str(sender) if sender else "",
-            self.expand(recipients),
+            finals,
             message,
             qid=qid,
             client=origin.as_dict(),
             message_id=message_id,
             arrival=now,
         )
-        envelope = entry.to_json()
-        store = functools.partial(self.spool.write, entry, message, envelope)
+        envelope = None if direct else entry.to_json()
+        store = functools.partial(self._store, entry, message, envelope)
         try:
-            if inline:
-                store()
-            else:
-                await diskio.run(store)
+            envelope = store() if inline else await diskio.run(store)
         except SpoolFull:
             raise Refused(DISK_FULL) from None
-        if self.spool.wants_reserves():  # later stores then need no directory fsync
+        if envelope is not None and self.spool.wants_reserves():
             self._reserving = asyncio.ensure_future(diskio.run(self.spool.reserve))
-        self.on_queued(entry, envelope)
+        if direct:
+            asyncio.get_running_loop().call_soon(self._report_delivered, entry)
+        self.on_accepted(entry, envelope)
         return entry
+
+    def _store(self, entry: QueueEntry, message: bytes, envelope: bytes | None) -> bytes | None:
+        """Blocking. With `envelope` (made on the loop) a store into the spool; without,
+        delivery at reception, then the spool for whatever is left. Returns the envelope as
+        spooled, None if nothing was."""
+        if envelope is None:
+            assert self.at_reception is not None
+            self.at_reception.deliver(entry, message)
+            if not entry.pending:
+                return None
+            envelope = entry.to_json()
+        self.spool.write(entry, message, envelope)
+        return envelope
+
+    def _report_delivered(self, entry: QueueEntry) -> None:
+        if self.on_event is None:
+            return
+        for recipient in entry.recipients:
+            if recipient.status is RecipientStatus.DELIVERED:
+                self.on_event("delivered", entry, recipient.as_event())
 
     def expand(self, recipients: list[Address]) -> list[tuple[str, str]]:
         """(final address, original address) pairs, without duplicates of a final address."""

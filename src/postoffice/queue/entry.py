@@ -43,6 +43,17 @@ class RecipientState:
     last_detail: str = ""  # reply text of the last attempt
     remote_reply: str | None = None
 
+    def as_event(self) -> dict[str, object]:
+        """The fields of its delivery events (`delivered`, `deferred`, …) in the log."""
+        return {
+            "recipient": self.address,
+            "original": self.original,
+            "status": self.last_status,
+            "detail": self.last_detail,
+            "remote_reply": self.remote_reply,
+            "attempts": self.attempts,
+        }
+
 
 @dataclass(slots=True)
 class QueueEntry:

@@ -51,7 +51,7 @@ from collections.abc import Awaitable, Callable
 
 from postoffice import diskio
 from postoffice.clock import Clock
-from postoffice.delivery.base import DeliveryAgent, Outcome, RecipientResult
+from postoffice.delivery.base import DeliveryAgent, Outcome, RecipientResult, settle
 from postoffice.queue.backoff import Backoff
 from postoffice.queue.entry import QueueEntry, QueueState, RecipientState, RecipientStatus
 from postoffice.queue.spool import Spool, UnknownQid
@@ -63,12 +63,6 @@ EventHook = Callable[[str, QueueEntry, dict[str, object]], None]
 RecipientsHook = Callable[[QueueEntry, list[RecipientState]], Awaitable[None]]
 
 _FRESH_MAX = 10_000  # entries kept from `notify` for their first attempt (memory bound)
-
-_OUTCOME_STATUS = {
-    Outcome.DELIVERED: RecipientStatus.DELIVERED,
-    Outcome.FAILED: RecipientStatus.FAILED,
-    Outcome.DEFERRED: RecipientStatus.PENDING,
-}
 
 
 async def log_failed(entry: QueueEntry, failed: list[RecipientState]) -> None:
@@ -368,11 +362,7 @@ class Scheduler:
         events = []
         for recipient in entry.pending:
             result = results[recipient.address]
-            recipient.attempts += 1
-            recipient.last_status = result.status
-            recipient.last_detail = result.detail
-            recipient.remote_reply = result.remote_reply
-            recipient.status = _OUTCOME_STATUS[result.outcome]
+            settle(recipient, result)
             if recipient.status is not RecipientStatus.PENDING:
                 events.append((result.outcome.value, recipient))
         return events
@@ -407,14 +397,7 @@ class Scheduler:
     def _emit(self, kind: str, entry: QueueEntry, recipient: RecipientState) -> None:
         if self._on_event is None:
             return
-        detail: dict[str, object] = {
-            "recipient": recipient.address,
-            "original": recipient.original,
-            "status": recipient.last_status,
-            "detail": recipient.last_detail,
-            "remote_reply": recipient.remote_reply,
-            "attempts": recipient.attempts,
-        }
+        detail = recipient.as_event()
         if kind == "deferred":
             detail["next_attempt"] = entry.next_attempt
         try:

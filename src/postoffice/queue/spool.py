@@ -124,10 +124,14 @@ class Spool:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def new_qid(self) -> str:
-        """A queue id for a store: a reserved one when there is one (`reserve`), else fresh."""
+    def new_qid(self, *, reserved: bool = True) -> str:
+        """A queue id for a store: a reserved one when there is one (`reserve`), else fresh.
+
+        `reserved=False` for a message that may never be stored (delivered at reception):
+        a reserved name handed out must be written, or it stays empty until a restart.
+        """
         with self._reserve_lock:
-            if self._reserved:
+            if reserved and self._reserved:
                 qid = self._reserved.popleft()
                 self._handed.add(qid)
                 return qid

@@ -84,6 +84,10 @@ class MaildirStore:
         """Notifications of changes made to the folder through this store."""
         return self._events.watch(self._folder_path(address, folder))
 
+    def changed(self, address: str, folder: str = "INBOX") -> None:
+        """Tell this process's watchers of a change made by another process (a delivery)."""
+        self._events.publish(self._folder_path(address, folder))
+
     def delete_folder(self, address: str, folder: str) -> None:
         """Remove a folder other than INBOX, not its children: tombstone rename, then rmtree.
 
