@@ -132,6 +132,34 @@ def test_alias_subaddress_and_catch_all(tmp_path) -> None:
         proc.stop()
 
 
+def test_a_user_or_alias_changed_with_the_cli_counts_for_the_next_message(tmp_path) -> None:
+    """The server reuses directory answers, but not past a change (storage/lookup_cache.py)."""
+    proc = ServerProcess(tmp_path / "d")
+    proc.cli("domain", "add", "a.test")
+    for user in ("bob@a.test", "carol@a.test"):
+        proc.cli("user", "add", user, "--password-stdin", stdin="pw-long-enough\n")
+    proc.cli("alias", "add", "team@a.test", "bob@a.test")
+    proc.start()
+    try:
+        with smtplib.SMTP(proc.host, proc.smtp_port, timeout=10) as client:
+            client.sendmail("x@example.org", ["team@a.test"], b"Subject: one\r\n\r\nhi\r\n")
+            proc.cli("alias", "del", "team@a.test")
+            proc.cli("alias", "add", "team@a.test", "carol@a.test")
+            client.sendmail("x@example.org", ["team@a.test"], b"Subject: two\r\n\r\nhi\r\n")
+            proc.cli("user", "del", "carol@a.test")
+            try:
+                client.sendmail("x@example.org", ["carol@a.test"], b"Subject: 3\r\n\r\nhi\r\n")
+            except smtplib.SMTPRecipientsRefused as refused:
+                assert refused.recipients["carol@a.test"][0] == 550
+            else:
+                raise AssertionError("mail for a removed user was accepted")
+        [one] = proc.wait_for_mail("bob@a.test")
+        [two] = proc.wait_for_mail("carol@a.test")
+        assert b"Subject: one" in one.read_bytes() and b"Subject: two" in two.read_bytes()
+    finally:
+        proc.stop()
+
+
 def test_sigterm_says_421_to_idle_sessions_and_exits_zero(server: ServerProcess) -> None:
     with socket.create_connection((server.host, server.smtp_port), timeout=10) as sock:
         assert sock.recv(512).startswith(b"220 ")

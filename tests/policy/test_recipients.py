@@ -8,17 +8,25 @@ from postoffice.mail.address import Address
 from postoffice.policy.recipients import (
     ACCEPT_LOCAL,
     ACCEPT_RELAY,
-    CACHE_TTL,
     NO_SUCH_USER,
     RELAY_DENIED,
     RecipientPolicy,
 )
+from postoffice.storage.lookup_cache import CACHE_TTL
 
 
 @dataclass
 class FakeDirectory:
     users: set[str] = field(default_factory=set)
     queries: int = 0
+    changes: int = 0  # what `version` says: bumped by `add`, not by editing `users`
+
+    def version(self) -> int:
+        return self.changes
+
+    def add(self, user: str) -> None:
+        self.users.add(user)
+        self.changes += 1
 
     def is_local_domain(self, domain: str) -> bool:
         self.queries += 1
@@ -77,6 +85,15 @@ def test_a_new_user_is_accepted_once_the_refusal_expires() -> None:
     ticker.now += CACHE_TTL - 0.1
     assert rules.check(carol, "198.51.100.1").reply == NO_SUCH_USER
     ticker.now += 0.1
+    assert rules.check(carol, "198.51.100.1").reply == ACCEPT_LOCAL
+
+
+def test_a_change_to_the_directory_is_seen_by_the_next_rcpt() -> None:
+    directory, ticker = FakeDirectory(), Ticker()
+    rules = policy(directory, ticker)
+    carol = Address("carol", "example.test")
+    assert rules.check(carol, "198.51.100.1").reply == NO_SUCH_USER
+    directory.add("carol@example.test")
     assert rules.check(carol, "198.51.100.1").reply == ACCEPT_LOCAL
 
 

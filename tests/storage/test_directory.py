@@ -78,6 +78,30 @@ def test_data_survives_reopening(directory: SqliteDirectory, path: Path) -> None
         again.close()
 
 
+def test_the_version_moves_with_every_change_by_any_process_and_not_with_reads(
+    directory: SqliteDirectory, path: Path
+) -> None:
+    """What the lookup caches of a running server rely on to see the CLI's changes."""
+    cli = SqliteDirectory(path, hasher=FAST)  # another connection, as the CLI's
+    changes = [
+        lambda: cli.add_user("carol@a.test", "carol-secret"),
+        lambda: cli.add_alias("team@a.test", ["alice@a.test"]),
+        lambda: cli.remove_alias("team@a.test"),
+        lambda: cli.add_alias("team@a.test", ["bob@a.test"]),
+        lambda: cli.remove_user("carol@a.test"),
+        lambda: cli.add_domain("c.test"),
+    ]
+    for change in changes:
+        before = directory.version()
+        directory.resolve("alice@a.test")
+        directory.is_local_domain("a.test")
+        assert directory.version() == before
+        change()
+        assert directory.version() != before
+    assert directory.resolve("team@a.test") == local("bob@a.test")
+    cli.close()
+
+
 def test_a_newer_schema_is_refused(path: Path) -> None:
     SqliteDirectory(path, hasher=FAST).close()
     raw = sqlite3.connect(path)

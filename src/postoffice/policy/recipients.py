@@ -7,12 +7,8 @@ quoted `@` and source routes never turn into routing (the relay tricks), since
 the parser already gave us one local part and one domain.
 
 The directory's answer for an address (is its domain local, does it resolve)
-is cached for `CACHE_TTL` seconds, the good and the bad alike: RCPT runs on
-the event loop and a flood of RCPTs (or of guesses) would otherwise be a flood
-of SQLite queries. A user added with the CLI is thus accepted at most
-`CACHE_TTL` seconds after the last refusal (and one removed refused at most as
-late; its mail then bounces at delivery). The cache belongs to the policy,
-which the server rebuilds on SIGHUP, so a reload forgets it.
+is reused until the directory changes (`storage/lookup_cache.py`), the good and
+the bad alike: a user added or removed with the CLI is seen at the next RCPT.
 
 Standards: RFC 5321 §3.6 (relaying), §4.5.1 (postmaster), RFC 3463 codes.
 """
@@ -28,6 +24,7 @@ from postoffice.mail.address import Address
 from postoffice.policy.limits import parse_ip
 from postoffice.protocols.smtp import Reply
 from postoffice.storage.base import Directory
+from postoffice.storage.lookup_cache import CACHE_SIZE, LookupCache
 
 ACCEPT_LOCAL = Reply(250, "2.1.5", "Ok")
 ACCEPT_RELAY = Reply(250, "2.1.5", "Ok, will relay")
@@ -36,9 +33,6 @@ RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 NO_DOMAIN = Reply(501, "5.1.3", "Recipient address needs a domain")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-CACHE_TTL = 5.0  # seconds a directory answer is reused
-CACHE_SIZE = 10_000  # entries; the cache is emptied when full
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +53,10 @@ class RecipientPolicy:
         monotonic: Callable[[], float] = time.monotonic,
     ):
         self.directory = directory
-        self._monotonic = monotonic
-        # address -> (expiry, None: not a local domain, else whether the address resolves)
-        self._cache: dict[str, tuple[float, bool | None]] = {}
+        # address -> None: not a local domain, else whether the address resolves
+        self._cache: LookupCache[str, bool | None] = LookupCache(
+            directory.version, monotonic=monotonic
+        )
         self._relay: dict[str, bool] = {}  # client address -> in relay_networks
         self.relay_networks: list[Network] = [
             ipaddress.ip_network(n, strict=False) for n in relay_networks
@@ -100,16 +95,11 @@ class RecipientPolicy:
 
     def local_recipient(self, address: str, domain: str) -> bool | None:
         """None if `domain` is not local, else whether `address` resolves; cached."""
-        now = self._monotonic()
-        cached = self._cache.get(address)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        answer = (
-            self.directory.resolve(address) is not None
-            if self.directory.is_local_domain(domain)
-            else None
+        return self._cache.get(
+            address,
+            lambda _: (
+                self.directory.resolve(address) is not None
+                if self.directory.is_local_domain(domain)
+                else None
+            ),
         )
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[address] = (now + CACHE_TTL, answer)
-        return answer

@@ -1,7 +1,8 @@
 """The one door into the queue: every message, bounces included, enters here.
 
 Cleanup checks for mail loops, prepends our `Received:` trace header, expands
-recipients through the directory (aliases, catch-alls, subaddresses) and
+recipients through the directory (aliases, catch-alls, subaddresses; each answer reused
+until the directory changes, `storage/lookup_cache.py`) and
 writes the message durably into the spool: the expansion and the envelope on the
 event loop, the store in one hop to the disk pool (`postoffice.diskio`). Only when
 `submit` returns may a server answer `250`: the message is on stable storage by then.
@@ -43,7 +44,8 @@ from postoffice.mail.address import Address
 from postoffice.protocols.smtp import Reply
 from postoffice.queue.entry import QueueEntry, RecipientStatus
 from postoffice.queue.spool import Spool, SpoolFull
-from postoffice.storage.base import Directory
+from postoffice.storage.base import Directory, Resolution
+from postoffice.storage.lookup_cache import LookupCache
 
 MAX_RECEIVED = 50  # RFC 5321 §6.3 suggests a limit of at least 100; Postfix uses 50
 _RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
@@ -116,6 +118,7 @@ class Cleanup:
         self.at_reception = at_reception
         self.on_event = on_event  # `delivered` events of deliveries at reception
         self._reserving: asyncio.Task[None] | None = None  # the spool's names made ahead
+        self._resolved: LookupCache[str, Resolution | None] = LookupCache(directory.version)
 
     def should_sign(self, origin: Origin) -> bool:
         """Our users' mail and our own DSNs are signed (RFC 6376); relayed mail is not."""
@@ -209,7 +212,7 @@ class Cleanup:
         for rcpt in recipients:
             original = str(rcpt)
             finals: tuple[str, ...] = (original,)
-            resolution = self.directory.resolve(original)  # None for other domains too
+            resolution = self._resolved.get(original, self.directory.resolve)  # None: not ours
             if resolution is not None:
                 finals = resolution.local + resolution.remote
             for final in finals:

@@ -81,6 +81,10 @@ class Directory(Protocol):
     """Domains, users (with hashed passwords) and aliases."""
 
     def is_local_domain(self, domain: str) -> bool: ...
+    def version(self) -> Hashable:
+        """Different after any change to the directory, by any process (for caches)."""
+        ...
+
     def resolve(self, address: str) -> Resolution | None:
         """Final destinations for `address` on a local domain; None when nobody takes it."""
         ...

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import secrets
 import sqlite3
@@ -123,6 +124,7 @@ class SqliteDirectory:
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = SqliteFile(path, _MIGRATIONS, synchronous="FULL")
+        self._files = (str(path), f"{path}-wal")  # what `version` looks at
         with self._file.transaction() as db:
             (self._decoy_secret,) = db.execute(
                 "SELECT value FROM secrets WHERE name = 'scram-decoy'"
@@ -148,6 +150,19 @@ class SqliteDirectory:
     def _require_domain(self, db: sqlite3.Connection, domain: str) -> None:
         if not self._has(db, "domains", "name", domain):
             raise DirectoryError(f"domain {domain} is not a local domain")
+
+    def version(self) -> tuple[tuple[int, int, int] | None, ...]:
+        """The database's and its write-ahead log's size, time stamp and inode: a commit by
+        any process (the CLI) grows the log or rewrites it, a checkpoint the database."""
+        stamps: list[tuple[int, int, int] | None] = []
+        for name in self._files:
+            try:
+                st = os.stat(name)
+            except FileNotFoundError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_size, st.st_mtime_ns, st.st_ino))
+        return tuple(stamps)
 
     def is_local_domain(self, domain: str) -> bool:
         with self._file.transaction() as db:
