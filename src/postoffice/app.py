@@ -308,8 +308,7 @@ class Server:
         except ValueError as exc:  # the spool still has it: the next start recovers it
             self.log.warning("queued_elsewhere_unreadable", error=repr(exc))
             return
-        if entry.pending:
-            self.scheduler.notify(entry)
+        self.scheduler.notify(entry)
 
     def _delivered_elsewhere(self, mailboxes: set[tuple[str, str]]) -> None:
         """A receiver delivered to these (address, folder) mailboxes: only this process's

@@ -147,19 +147,19 @@ class AtReception:
         max_recipients: int = AT_RECEPTION_RECIPIENTS,
     ) -> None:
         self._router = router
-        self.agent = agent
+        self._agent = agent
         self._max = max_recipients
 
     def takes(self, addresses: Sequence[str]) -> bool:
         """Whether a message for these final recipients is delivered at reception."""
         return 0 < len(addresses) <= self._max and all(
-            self._router(address) is self.agent for address in addresses
+            self._router(address) is self._agent for address in addresses
         )
 
     def deliver(self, entry: QueueEntry, message: bytes) -> None:
         """Blocking: deliver to every pending recipient; those delivered are settled."""
         pending = entry.pending
-        results = self.agent.deliver_message(entry, [r.address for r in pending], message)
+        results = self._agent.deliver_message(entry, [r.address for r in pending], message)
         for recipient, result in zip(pending, results, strict=True):
             if result.outcome is Outcome.DELIVERED:
                 settle(recipient, result)
