@@ -212,7 +212,7 @@ class Server:
         self._imap_sessions = UserSessions()  # per-user IMAP session counts survive SIGHUP
         self._scheduler_task: asyncio.Task[None] | None = None
         self._queued_pipe: QueuedPipe | None = None
-        self._take_over: asyncio.Task[None] | None = None  # SMTP here after a receiver ended
+        self._take_over: asyncio.Task[None] | None = None  # SMTP here too (workers.py)
         self.stopping = False
         self._build_contexts(config)
 
@@ -277,6 +277,8 @@ class Server:
             self.prebound, self._queued_elsewhere, self._delivered_elsewhere, self._receiver_exited
         )
         release(self.prebound)
+        if self.config.queue.local_at_reception:  # little delivery work left here
+            self._answer_smtp_here("smtp_shared")
         smtp = [(name, a) for name, _, addresses, _ in self._smtp_roles() for a in addresses]
         others = [role for role in self._roles() if role[0] not in SMTP_ROLES]
         return smtp + await self._listen(others)  # the receivers answer SMTP (workers.py)
@@ -370,20 +372,25 @@ class Server:
     def _receiver_exited(self, pid: int) -> None:
         """A receiver ended: before shutdown, this process answers SMTP from now on too."""
         self.log.event("receiver_exited", pid=pid)
-        if self.stopping or self._take_over is not None:
+        if not self.stopping:
+            self._answer_smtp_here("smtp_taken_over")
+
+    def _answer_smtp_here(self, event: str) -> None:
+        """Listen on this process's own SMTP sockets too (once), beside the receivers'."""
+        if self._take_over is not None:
             return
         smtp = [self._listener(*role) for role in self._smtp_roles()]
         self.listeners += smtp
-        self._take_over = asyncio.create_task(self._start_smtp_here(smtp))
+        self._take_over = asyncio.create_task(self._start_smtp_here(smtp, event))
 
-    async def _start_smtp_here(self, listeners: list[Listener]) -> None:
+    async def _start_smtp_here(self, listeners: list[Listener], event: str) -> None:
         for listener in listeners:
             try:
                 await listener.start()  # its sockets were bound at the start: listen() is left
             except OSError as exc:
                 self.log.warning("smtp_take_over_failed", listener=listener.name, error=str(exc))
             else:
-                self.log.event("smtp_taken_over", listener=listener.name)
+                self.log.event(event, listener=listener.name)
 
     def _session_factory(self, role: str) -> SessionFactory:
         """Sessions read their context through a lambda, so SIGHUP reaches new sessions."""
