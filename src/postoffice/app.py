@@ -212,7 +212,7 @@ class Server:
         self._imap_sessions = UserSessions()  # per-user IMAP session counts survive SIGHUP
         self._scheduler_task: asyncio.Task[None] | None = None
         self._queued_pipe: QueuedPipe | None = None
-        self._take_over: asyncio.Task[None] | None = None  # SMTP here too (workers.py)
+        self._smtp_here: asyncio.Task[None] | None = None  # SMTP here too (workers.py)
         self.stopping = False
         self._build_contexts(config)
 
@@ -281,7 +281,7 @@ class Server:
             self._answer_smtp_here("smtp_shared")
         smtp = [(name, a) for name, _, addresses, _ in self._smtp_roles() for a in addresses]
         others = [role for role in self._roles() if role[0] not in SMTP_ROLES]
-        return smtp + await self._listen(others)  # the receivers answer SMTP (workers.py)
+        return smtp + await self._listen(others)  # SMTP: the receivers (and this process)
 
     async def _start_receiver(self, side: ReceiverSide) -> list[tuple[str, str]]:
         """A receiver: wait until the spool is recovered, then accept SMTP only."""
@@ -377,11 +377,11 @@ class Server:
 
     def _answer_smtp_here(self, event: str) -> None:
         """Listen on this process's own SMTP sockets too (once), beside the receivers'."""
-        if self._take_over is not None:
+        if self._smtp_here is not None:
             return
         smtp = [self._listener(*role) for role in self._smtp_roles()]
         self.listeners += smtp
-        self._take_over = asyncio.create_task(self._start_smtp_here(smtp, event))
+        self._smtp_here = asyncio.create_task(self._start_smtp_here(smtp, event))
 
     async def _start_smtp_here(self, listeners: list[Listener], event: str) -> None:
         for listener in listeners:
