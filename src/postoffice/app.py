@@ -36,7 +36,7 @@ from postoffice.queue.admin import control_handlers
 from postoffice.queue.backoff import Backoff
 from postoffice.queue.bounce import Bouncer
 from postoffice.queue.cleanup import Cleanup
-from postoffice.queue.entry import QueueEntry, QueueState, RecipientStatus
+from postoffice.queue.entry import QueueEntry, QueueState
 from postoffice.queue.scheduler import Scheduler
 from postoffice.queue.spool import Spool
 from postoffice.servers.imap import BUSY_LINE as IMAP_BUSY
@@ -297,9 +297,8 @@ class Server:
         """A receiver took a message: the main process delivers what it spooled, and wakes
         the IMAP sessions on the mailboxes it delivered to at reception."""
         assert self._queued_pipe is not None
-        for recipient in entry.recipients:
-            if recipient.status is RecipientStatus.DELIVERED:
-                self._queued_pipe.delivered(recipient.address, self.local.folder(entry))
+        for recipient in entry.delivered:
+            self._queued_pipe.delivered(recipient.address, self.local.folder(entry))
         if envelope is not None:
             self._queued_pipe.queued(envelope)
 

@@ -56,8 +56,7 @@ from postoffice.logs import RoundFlush
 from postoffice.servers.listener import PREBOUND_BACKLOG
 
 SMTP_ROLES = ("smtp", "submission", "submissions")
-_DELIVERED = "D "  # a pipe line naming a mailbox delivered to at reception; JSON starts with {
-_DELIVERED_BYTES = _DELIVERED.encode()
+_DELIVERED = b"D "  # a pipe line naming a mailbox delivered to at reception; JSON starts with {
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -260,7 +259,7 @@ class QueuedPipe:
         self._add(envelope)  # one line: JSON escapes newlines
 
     def delivered(self, address: str, folder: str) -> None:
-        self._add(f"{_DELIVERED}{folder}\t{address}".encode())
+        self._add(_DELIVERED + f"{folder}\t{address}".encode())
 
     def _add(self, line: bytes) -> None:
         self._lines.append(line + b"\n")
@@ -293,8 +292,8 @@ class _QueuedReader(asyncio.Protocol):
         *lines, self._partial = (self._partial + data).split(b"\n")
         delivered: set[tuple[str, str]] = set()  # one wake-up per mailbox and read
         for line in lines:
-            if line.startswith(_DELIVERED_BYTES):
-                folder, _, address = line[len(_DELIVERED_BYTES) :].decode().partition("\t")
+            if line.startswith(_DELIVERED):
+                folder, _, address = line[len(_DELIVERED) :].decode().partition("\t")
                 delivered.add((address, folder))
             else:
                 self._on_entry(line)

@@ -129,7 +129,7 @@ class AtReception:
 
     A message whose final recipients are all local is written once, into each Maildir
     (file fsynced, renamed into new/, directory fsynced), instead of into the spool, then
-    read back and written again by the queue: at 20 sessions that was a quarter of the
+    read back and written again by the queue: at 20 sessions that was a fifth of the
     server's CPU a message (docs/performance.md). mox and maddy deliver local mail this way,
     as an LMTP server does. Taken only with at most `AT_RECEPTION_RECIPIENTS` recipients
     (the client waits for every write). A recipient not delivered (disk full, a mailbox

@@ -42,7 +42,8 @@ from postoffice.clock import Clock
 from postoffice.delivery.local import AtReception
 from postoffice.mail.address import Address
 from postoffice.protocols.smtp import Reply
-from postoffice.queue.entry import QueueEntry, RecipientStatus
+from postoffice.queue.entry import QueueEntry
+from postoffice.queue.scheduler import EventHook
 from postoffice.queue.spool import Spool, SpoolFull
 from postoffice.storage.base import Directory, Resolution
 from postoffice.storage.lookup_cache import LookupCache
@@ -105,7 +106,7 @@ class Cleanup:
         *,
         signer: Callable[[bytes], bytes] | None = None,
         at_reception: AtReception | None = None,
-        on_event: Callable[[str, QueueEntry, dict[str, object]], None] | None = None,
+        on_event: EventHook | None = None,
     ):
         self.spool = spool
         self.directory = directory
@@ -201,9 +202,8 @@ class Cleanup:
     def _report_delivered(self, entry: QueueEntry) -> None:
         if self.on_event is None:
             return
-        for recipient in entry.recipients:
-            if recipient.status is RecipientStatus.DELIVERED:
-                self.on_event("delivered", entry, recipient.as_event())
+        for recipient in entry.delivered:
+            self.on_event("delivered", entry, recipient.as_event())
 
     def expand(self, recipients: list[Address]) -> list[tuple[str, str]]:
         """(final address, original address) pairs, without duplicates of a final address."""

@@ -75,6 +75,10 @@ class QueueEntry:
     def pending(self) -> list[RecipientState]:
         return [r for r in self.recipients if r.status is RecipientStatus.PENDING]
 
+    @property
+    def delivered(self) -> list[RecipientState]:
+        return [r for r in self.recipients if r.status is RecipientStatus.DELIVERED]
+
     def to_json(self) -> bytes:
         """The contents of the state file."""
         record: dict[str, object] = {name: getattr(self, name) for name in _STORED_FIELDS}
