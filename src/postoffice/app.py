@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from postoffice import config as configuration
+from postoffice import fscommit
 from postoffice.clock import Clock, SystemClock
 from postoffice.config import Config, ConfigError
 from postoffice.control import ControlServer
@@ -160,7 +161,11 @@ class Server:
             config.hostname,
             self.clock,
             signer=functools.partial(sign_message, store=self.keys) if config.dkim.sign else None,
-            at_reception=AtReception(self.router, local) if q.local_at_reception else None,
+            at_reception=(
+                AtReception(self.router, local, commit=fscommit.for_path(config.data_dir))
+                if q.local_at_reception
+                else None
+            ),
             on_event=self._delivery_event,
         )
         bouncer = Bouncer(

@@ -4,13 +4,17 @@ delivery at reception into local users' Maildirs."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 
+from postoffice import fscommit
 from postoffice.delivery.base import RecipientResult
 from postoffice.delivery.local import AT_RECEPTION_RECIPIENTS, AtReception, LocalDeliveryAgent
 from postoffice.delivery.routing import Router
@@ -88,10 +92,21 @@ class RemoteAgent:
         raise AssertionError("not used at reception")
 
 
-class Reception:
-    """A cleanup with delivery at reception, on a real spool, directory and Maildir store."""
+WAYS = ["group commit", "disk pool", "inline"]  # AtReception with syncfs, without, inline
 
-    def __init__(self, root: Path, *, max_recipients: int = AT_RECEPTION_RECIPIENTS) -> None:
+
+class Reception:
+    """A cleanup with delivery at reception, on a real spool, directory and Maildir store;
+    `way` is one of WAYS."""
+
+    def __init__(
+        self,
+        root: Path,
+        way: str = "group commit",
+        *,
+        max_recipients: int = AT_RECEPTION_RECIPIENTS,
+        sync: Callable[[int], None] = fscommit.syncfs,
+    ) -> None:
         self.directory = SqliteDirectory(
             root / "directory.sqlite",
             hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
@@ -103,8 +118,13 @@ class Reception:
         self.spool = Spool(root / "queue")
         self.store = MaildirStore(root / "mail", hostname="mx.test")
         local = LocalDeliveryAgent(self.store, self.spool, "mx.test")
+        commit = fscommit.GroupCommit(root, sync=sync) if way == "group commit" else None
+        self.inline = way == "inline"
         at_reception = AtReception(
-            Router(self.directory, local, RemoteAgent()), local, max_recipients=max_recipients
+            Router(self.directory, local, RemoteAgent()),
+            local,
+            commit=commit,
+            max_recipients=max_recipients,
         )
         self.accepted: list[tuple[QueueEntry, bytes | None]] = []
         self.events: list[tuple[str, str, object]] = []
@@ -124,7 +144,7 @@ class Reception:
         async def submit_and_let_the_loop_turn() -> QueueEntry:
             origin = Origin(client_ip="127.0.0.1", helo="client.example")
             rcpts = [parse_address(r) for r in recipients]
-            entry = await self.cleanup.submit(None, rcpts, MESSAGE, origin)
+            entry = await self.cleanup.submit(None, rcpts, MESSAGE, origin, inline=self.inline)
             await asyncio.sleep(0)
             return entry
 
@@ -134,11 +154,16 @@ class Reception:
         new = self.store.user_dir(address) / "new"
         return [p.read_bytes() for p in new.iterdir()] if new.is_dir() else []
 
+    def staged(self, address: str) -> list[str]:
+        tmp = self.store.user_dir(address) / "tmp"
+        return os.listdir(tmp) if tmp.is_dir() else []
 
+
+@pytest.mark.parametrize("way", WAYS)
 def test_mail_for_local_users_is_in_their_maildirs_when_submit_returns_and_never_spooled(
-    tmp_path: Path,
+    tmp_path: Path, way: str
 ) -> None:
-    world = Reception(tmp_path)
+    world = Reception(tmp_path, way)
     world.spool.reserve()
     reserved = set(os.listdir(tmp_path / "queue" / "messages"))
 
@@ -158,8 +183,11 @@ def test_mail_for_local_users_is_in_their_maildirs_when_submit_returns_and_never
     assert Spool(tmp_path / "queue").recover() == []  # as a restart would see it
 
 
-def test_a_recipient_not_delivered_at_reception_is_spooled_for_the_queue(tmp_path: Path) -> None:
-    world = Reception(tmp_path)
+@pytest.mark.parametrize("way", WAYS)
+def test_a_recipient_not_delivered_at_reception_is_spooled_for_the_queue(
+    tmp_path: Path, way: str
+) -> None:
+    world = Reception(tmp_path, way)
     (tmp_path / "mail").mkdir()
     (tmp_path / "mail" / "b.test").write_bytes(b"")  # a file where b.test's mailboxes belong
 
@@ -175,6 +203,48 @@ def test_a_recipient_not_delivered_at_reception_is_spooled_for_the_queue(tmp_pat
         ("bob@b.test", RecipientStatus.PENDING),  # the queue retries, and bounces in the end
     ]
     assert world.events == [("delivered", entry.qid, "alice@a.test")]
+
+
+def test_a_mailbox_outside_the_synced_file_system_is_left_to_the_queue(tmp_path: Path) -> None:
+    elsewhere = Path("/dev/shm")  # tmpfs: another file system than tmp_path's
+    assert os.stat(elsewhere).st_dev != os.stat(tmp_path).st_dev
+    world = Reception(tmp_path)
+    (tmp_path / "mail").mkdir()
+    with tempfile.TemporaryDirectory(dir=elsewhere) as b_test:
+        (tmp_path / "mail" / "b.test").symlink_to(b_test)
+
+        entry = world.submit("alice@a.test", "bob@b.test")
+
+        assert len(world.inbox("alice@a.test")) == 1  # syncfs of tmp_path covers alice only
+        assert world.inbox("bob@b.test") == [] and world.staged("bob@b.test") == []
+    [queued] = Spool(tmp_path / "queue").recover()
+    assert queued.qid == entry.qid
+    assert [(r.address, r.status) for r in queued.recipients] == [
+        ("alice@a.test", RecipientStatus.DELIVERED),
+        ("bob@b.test", RecipientStatus.PENDING),  # the queue delivers with fsyncs of its own
+    ]
+
+
+def test_when_a_sync_fails_nothing_is_delivered_and_the_queue_gets_everyone(
+    tmp_path: Path,
+) -> None:
+    syncs: list[int] = []
+
+    def failing_second_sync(fd: int) -> None:  # the copies are written, their renames fail
+        syncs.append(fd)
+        if len(syncs) == 2:
+            raise OSError(errno.EIO, "Input/output error")
+
+    world = Reception(tmp_path, sync=failing_second_sync)
+
+    entry = world.submit("alice@a.test", "bob@b.test")
+
+    for user in ("alice@a.test", "bob@b.test"):  # taken back: no copy nor leftover
+        assert world.inbox(user) == [] and world.staged(user) == []
+    [queued] = Spool(tmp_path / "queue").recover()
+    assert queued.qid == entry.qid
+    assert all(r.status is RecipientStatus.PENDING for r in queued.recipients)
+    assert world.events == []
 
 
 @pytest.mark.parametrize(

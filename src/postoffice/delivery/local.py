@@ -19,13 +19,16 @@ Standards: RFC 5321 §4.4 (Return-Path), RFC 3463 (enhanced status codes).
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from postoffice import diskio
 from postoffice.delivery.base import DeliveryAgent, Outcome, RecipientResult, settle
+from postoffice.fscommit import GroupCommit
 from postoffice.queue.entry import QueueEntry
-from postoffice.storage.base import MailStore
+from postoffice.storage.base import Mailbox, MailStore
 
 _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 AT_RECEPTION_RECIPIENTS = 10  # at most this many mailboxes written before one 250
@@ -82,16 +85,57 @@ class LocalDeliveryAgent:
         self, entry: QueueEntry, recipients: list[str], message: bytes
     ) -> list[RecipientResult]:
         """Blocking: `message` (as queued, without our trace headers) to each of `recipients`."""
+        ids = self._delivery_ids(entry, recipients)
+        return [self._deliver_one(entry, r, ids[r], message) for r in recipients]
+
+    def stage(
+        self,
+        entry: QueueEntry,
+        recipients: list[str],
+        message: bytes,
+        staged: list[Staged],
+        device: int,
+    ) -> None:
+        """Blocking: the first step of deliveries that the caller makes durable (AtReception):
+        each recipient's copy written into its mailbox's tmp/, not synced, on file system
+        `device`, and added to `staged`. A recipient whose copy was not written is left out."""
+        ids = self._delivery_ids(entry, recipients)
+        folder = self.folder(entry)
+        for recipient in recipients:
+            try:
+                mailbox = self._store.mailbox(recipient, folder)
+            except ValueError:
+                continue
+            data = _trace_headers(entry.sender, recipient) + message
+            try:
+                key = mailbox.stage(data, delivery_id=ids[recipient], sync=False, device=device)
+            except OSError:
+                mailbox.close()
+                continue
+            staged.append(Staged(recipient, mailbox, key))
+
+    @staticmethod
+    def _delivery_ids(entry: QueueEntry, recipients: list[str]) -> dict[str, str]:
+        """``<qid>-<index>`` of each recipient: its position in the queue entry."""
         position: dict[str, int] = {}
         for index, state in enumerate(entry.recipients):
             position.setdefault(state.address, index)
         missing = [r for r in recipients if r not in position]
         if missing:
             raise ValueError(f"{entry.qid}: {', '.join(missing)} not among its recipients")
-        return [
-            self._deliver_one(entry, recipient, f"{entry.qid}-{position[recipient]}", message)
-            for recipient in recipients
-        ]
+        return {r: f"{entry.qid}-{position[r]}" for r in recipients}
+
+    def delivered(
+        self, entry: QueueEntry, recipient: str, *, before: bool = False
+    ) -> RecipientResult:
+        """The result of a delivery into `recipient`'s mailbox (`before` a restart)."""
+        place = f"mailbox {recipient} on {self._hostname}"
+        folder = self.folder(entry)
+        if before:
+            detail = f"already in {place} (delivered before a restart)"
+        else:
+            detail = f"delivered to {place}" + ("" if folder == "INBOX" else f" ({folder})")
+        return RecipientResult(recipient, Outcome.DELIVERED, "2.0.0", detail)
 
     def folder(self, entry: QueueEntry) -> str:
         """Where the message goes: INBOX, or the Junk folder if inbound checks quarantined it."""
@@ -100,43 +144,51 @@ class LocalDeliveryAgent:
     def _deliver_one(
         self, entry: QueueEntry, recipient: str, delivery_id: str, message: bytes
     ) -> RecipientResult:
-        folder = self.folder(entry)
         try:
-            mailbox = self._store.mailbox(recipient, folder)
+            mailbox = self._store.mailbox(recipient, self.folder(entry))
         except ValueError as error:
             return RecipientResult(recipient, Outcome.FAILED, "5.1.3", str(error))
         try:
             if entry.recovered and mailbox.has_delivery(delivery_id):
-                detail = "already in mailbox {} on {} (delivered before a restart)"
-            else:
-                mailbox.deliver(
-                    _trace_headers(entry.sender, recipient) + message, delivery_id=delivery_id
-                )
-                detail = "delivered to mailbox {} on {}" + (
-                    "" if folder == "INBOX" else f" ({folder})"
-                )
+                return self.delivered(entry, recipient, before=True)
+            data = _trace_headers(entry.sender, recipient) + message
+            mailbox.deliver(data, delivery_id=delivery_id)
         except OSError as error:
             return _deferred(recipient, error)
         finally:
             mailbox.close()
-        return RecipientResult(
-            recipient, Outcome.DELIVERED, "2.0.0", detail.format(recipient, self._hostname)
-        )
+        return self.delivered(entry, recipient)
+
+
+@dataclass(slots=True)
+class Staged:
+    """A recipient's copy written into its mailbox's tmp/ (`LocalDeliveryAgent.stage`)."""
+
+    recipient: str
+    mailbox: Mailbox
+    key: str
 
 
 class AtReception:
     """Delivery into local mailboxes before the 250, for cleanup (`[queue] local_at_reception`).
 
-    A message whose final recipients are all local is written once, into each Maildir
-    (file fsynced, renamed into new/, directory fsynced), instead of into the spool, then
-    read back and written again by the queue: at 20 sessions that was a fifth of the
-    server's CPU a message (docs/performance.md). mox and maddy deliver local mail this way,
-    as an LMTP server does. Taken only with at most `AT_RECEPTION_RECIPIENTS` recipients
-    (the client waits for every write). A recipient not delivered (disk full, a mailbox
-    that cannot be written) stays pending, and the message goes into the spool for it
-    like any other: the queue retries and bounces as usual. A crash after a delivery and
-    before the 250 makes the client send again: a duplicate, which RFC 5321 §6.1 prefers
-    to a loss.
+    A message whose final recipients are all local is written once, into each Maildir,
+    instead of into the spool, then read back and written again by the queue: at 20
+    sessions that was a fifth of the server's CPU a message (docs/performance.md). mox and
+    maddy deliver local mail this way, as an LMTP server does. Taken only with at most
+    `AT_RECEPTION_RECIPIENTS` recipients (the client waits for every write).
+
+    With a group commit (`fscommit`, Linux) the copies are written into tmp/ in one batch
+    of the loop's deliveries, renamed into new/ once a syncfs made them durable, and the
+    250 waits for a second syncfs after the renames: two batches a message, shared with
+    every other delivery of the loop, instead of each copy's own fsyncs (file, then new/)
+    in a hop of its own; that is the `inline` way, and the way without syncfs.
+
+    A recipient not delivered (disk full, a mailbox that cannot be written, one on
+    another file system than the data dir) stays pending, and the message goes into the
+    spool for it like any other: the queue retries and bounces as usual. A crash after a
+    delivery and before the 250 makes the client send again: a duplicate, which RFC 5321
+    §6.1 prefers to a loss.
     """
 
     def __init__(
@@ -144,10 +196,12 @@ class AtReception:
         router: Callable[[str], DeliveryAgent],
         agent: LocalDeliveryAgent,
         *,
+        commit: GroupCommit | None = None,
         max_recipients: int = AT_RECEPTION_RECIPIENTS,
     ) -> None:
         self._router = router
         self._agent = agent
+        self._commit = commit
         self._max = max_recipients
 
     def takes(self, addresses: Sequence[str]) -> bool:
@@ -156,10 +210,47 @@ class AtReception:
             self._router(address) is self._agent for address in addresses
         )
 
-    def deliver(self, entry: QueueEntry, message: bytes) -> None:
-        """Blocking: deliver to every pending recipient; those delivered are settled."""
-        pending = entry.pending
-        results = self._agent.deliver_message(entry, [r.address for r in pending], message)
-        for recipient, result in zip(pending, results, strict=True):
-            if result.outcome is Outcome.DELIVERED:
-                settle(recipient, result)
+    async def deliver(self, entry: QueueEntry, message: bytes, *, inline: bool = False) -> None:
+        """Deliver to every pending recipient; those delivered are settled. `inline`: on
+        the calling thread, blocking (cleanup's `inline`)."""
+        pending = {r.address: r for r in entry.pending}
+        if inline or self._commit is None:
+            deliver = functools.partial(self._agent.deliver_message, entry, list(pending), message)
+            for result in deliver() if inline else await diskio.run(deliver):
+                if result.outcome is Outcome.DELIVERED:
+                    settle(pending[result.recipient], result)
+            return
+        commit, staged = self._commit, list[Staged]()
+        stage = functools.partial(
+            self._agent.stage, entry, list(pending), message, staged, commit.device
+        )
+        try:
+            await commit.run(stage)
+            await commit.run(functools.partial(_publish, staged))
+        except OSError:  # a batch not known to be durable: nothing delivered, all pending
+            await diskio.run(_withdraw, staged)
+        else:
+            for copy in staged:
+                copy.mailbox.announce()
+                settle(pending[copy.recipient], self._agent.delivered(entry, copy.recipient))
+        finally:
+            for copy in staged:
+                copy.mailbox.close()
+
+
+def _publish(staged: list[Staged]) -> None:
+    """Blocking: rename each staged copy into new/; one that fails is left out of `staged`."""
+    published = []
+    for copy in staged:
+        try:
+            copy.mailbox.publish(copy.key)
+        except OSError:
+            copy.mailbox.close()
+            continue
+        published.append(copy)
+    staged[:] = published
+
+
+def _withdraw(staged: list[Staged]) -> None:
+    for copy in staged:
+        copy.mailbox.withdraw(copy.key)

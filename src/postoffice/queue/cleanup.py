@@ -15,8 +15,9 @@ wait, and the hop there and back (two thread wake-ups, two hand-overs of the GIL
 single session some 10 % of its rate (docs/performance.md).
 
 With `at_reception` (`[queue] local_at_reception`, delivery/local.py `AtReception`), a
-message whose final recipients are all local goes straight into their mailboxes instead,
-in the same hop, and into the spool only for recipients that could not be delivered. Its
+message whose final recipients are all local goes straight into their mailboxes instead
+(in batches with the loop's other deliveries, made durable by one syncfs each:
+fscommit.py), and into the spool only for recipients that could not be delivered. Its
 queue id is then a fresh one, not a name reserved in the spool (which would stay unused).
 The `delivered` events of those recipients are reported on the loop's next round, after
 the caller's own record of the message (the session's `queued` line in the log).
@@ -174,9 +175,16 @@ class Cleanup:
             arrival=now,
         )
         envelope = None if direct else entry.to_json()
-        store = functools.partial(self._store, entry, message, envelope)
         try:
-            envelope = store() if inline else await diskio.run(store)
+            if direct:
+                assert self.at_reception is not None
+                await self.at_reception.deliver(entry, message, inline=inline)
+                envelope = entry.to_json() if entry.pending else None
+            if envelope is not None:
+                if inline:
+                    self.spool.write(entry, message, envelope)
+                else:
+                    await diskio.run(self.spool.write, entry, message, envelope)
         except SpoolFull:
             raise Refused(DISK_FULL) from None
         if envelope is not None and self.spool.wants_reserves():
@@ -185,19 +193,6 @@ class Cleanup:
             asyncio.get_running_loop().call_soon(self._report_delivered, entry)
         self.on_accepted(entry, envelope)
         return entry
-
-    def _store(self, entry: QueueEntry, message: bytes, envelope: bytes | None) -> bytes | None:
-        """Blocking. With `envelope` (made on the loop) a store into the spool; without,
-        delivery at reception, then the spool for whatever is left. Returns the envelope as
-        spooled, None if nothing was."""
-        if envelope is None:
-            assert self.at_reception is not None
-            self.at_reception.deliver(entry, message)
-            if not entry.pending:
-                return None
-            envelope = entry.to_json()
-        self.spool.write(entry, message, envelope)
-        return envelope
 
     def _report_delivered(self, entry: QueueEntry) -> None:
         if self.on_event is None:

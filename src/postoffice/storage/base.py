@@ -147,6 +147,21 @@ class Mailbox(Protocol):
         """
         ...
 
+    # `deliver` in steps, for a caller that makes them durable itself (fscommit):
+    # stage(sync=False), make it durable, publish, make that durable, announce;
+    # withdraw when a step's durability failed.
+    def stage(
+        self,
+        data: bytes,
+        *,
+        delivery_id: str | None = None,
+        internaldate: float | None = None,
+        sync: bool = True,
+        device: int | None = None,
+    ) -> str: ...
+    def publish(self, key: str) -> None: ...
+    def withdraw(self, key: str) -> None: ...
+    def announce(self) -> None: ...
     def has_delivery(self, delivery_id: str) -> bool: ...
     def messages(self) -> list[MessageInfo]:
         """Sync the index with the folder and list messages in UID order.

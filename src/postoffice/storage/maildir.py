@@ -5,7 +5,9 @@ other folders are Maildir++ subdirectories ``.Sent``, ``.Lists.python`` (with a
 ``maildirfolder`` marker, as Dovecot expects). Delivery writes ``tmp/<name>``,
 fsyncs it, renames it into ``new/`` and fsyncs ``new/``; the name is
 ``<secs>.M<usecs>P<pid>Q<delivery id>.<host>,S=<size>``, so the size is known
-without a stat and a delivery repeated after a crash can be recognised.
+without a stat and a delivery repeated after a crash can be recognised. The same steps
+(`stage`, `publish`, `announce`) serve a caller that makes them durable itself, a batch of
+deliveries at a time (delivery at reception, fscommit.py).
 
 The base name (the part before ``:2,``) is a message's key: unique, never
 changed by flag updates, so it is the POP3 UIDL. Flags live where every Maildir
@@ -50,6 +52,7 @@ RFC 3501 §2.3.2 (flags), RFC 7162 §3.1 (modseq), §3.2 (expunged UIDs' modseq)
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sqlite3
@@ -124,7 +127,8 @@ class MaildirMailbox:
         # change) is looked up again.
         self._files: dict[str, str | None] = {}
 
-    def _changed(self) -> None:
+    def announce(self) -> None:
+        """Tell this process's watchers (IMAP IDLE) of a change now on stable storage."""
         if self._events is not None:
             self._events.publish(self.path)
 
@@ -160,10 +164,31 @@ class MaildirMailbox:
         """`internaldate` (IMAP APPEND's date-time) replaces the arrival time: in the name,
         which the index reads it from like any arrival time, and as the file's mtime, where
         Dovecot looks for it. Times before 1970 become 1970, which names cannot go below."""
+        key = self.stage(data, delivery_id=delivery_id, internaldate=internaldate)
+        self.publish(key)
+        try:
+            sync_dir(self.path / "new")
+        except BaseException:  # not known to be durable: take it back so a retry is clean
+            self.withdraw(key)
+            raise
+        self.announce()
+        return key
+
+    def stage(
+        self,
+        data: bytes,
+        *,
+        delivery_id: str | None = None,
+        internaldate: float | None = None,
+        sync: bool = True,
+        device: int | None = None,
+    ) -> str:
+        """Write a message into tmp/, fsynced unless not `sync`; its key. `device`: the
+        file system the caller syncs (fscommit); a file elsewhere is taken back, EXDEV."""
         if delivery_id is not None and not naming.DELIVERY_ID.fullmatch(delivery_id):
             raise ValueError(f"delivery id {delivery_id!r} must be letters, digits, - or _")
         key = self._new_name(delivery_id, len(data), internaldate)
-        tmp, new = file_in(self.path, f"tmp/{key}"), file_in(self.path, f"new/{key}")
+        tmp = file_in(self.path, f"tmp/{key}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o600)
@@ -172,26 +197,37 @@ class MaildirMailbox:
             fd = os.open(tmp, flags, 0o600)
         try:
             try:
+                if device is not None and os.fstat(fd).st_dev != device:
+                    raise OSError(errno.EXDEV, "not on the data dir's file system", tmp)
                 write_all(fd, (data,))
                 if internaldate is not None:
                     arrival = naming.arrival(key)
                     os.utime(fd, (arrival, arrival))
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, new)
         except BaseException:
             with suppress(OSError):
                 os.unlink(tmp)
             raise
-        try:
-            sync_dir(self.path / "new")
-        except BaseException:  # not known to be durable: take it back so a retry is clean
-            with suppress(OSError):
-                os.unlink(new)
-            raise
-        self._changed()
         return key
+
+    def publish(self, key: str) -> None:
+        """Rename a staged message into new/ (the directory is not synced here)."""
+        tmp = file_in(self.path, f"tmp/{key}")
+        try:
+            os.rename(tmp, file_in(self.path, f"new/{key}"))
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def withdraw(self, key: str) -> None:
+        """Remove a message staged or published but not known to be durable."""
+        for sub in ("tmp", "new"):
+            with suppress(OSError):
+                os.unlink(file_in(self.path, f"{sub}/{key}"))
 
     def has_delivery(self, delivery_id: str) -> bool:
         for sub in ("new", "cur"):
@@ -532,7 +568,7 @@ class MaildirMailbox:
                     raise KeyError(key)
                 changed = self._store_flags(db, entry, letters, keywords)
         if changed:
-            self._changed()
+            self.announce()
         return entry.message_info()
 
     def _store_flags(
@@ -575,7 +611,7 @@ class MaildirMailbox:
             self._record_expunged(db, uids, self._next_modseq(db))
             for sub in {entry.subdir for entry in found}:
                 sync_dir(self.path / sub)
-        self._changed()
+        self.announce()
 
     @staticmethod
     def _record_expunged(db: sqlite3.Connection, uids: list[int], modseq: int) -> None:

@@ -1,0 +1,152 @@
+"""Group commit for the event loop: batches of file work made durable by one syncfs(2).
+
+A durable write used to end in fsyncs of its own (the file, then its directory, shared
+between threads by `fileio.sync_dir`), in a hop of its own to the disk pool. At 20 SMTP
+sessions the hops (waking a thread, the GIL handed back and forth around each system
+call) and the fsyncs were a quarter of the server's CPU (docs/performance.md). Here the
+loop queues operations instead; one disk-pool job at a time runs every operation queued
+so far, then one syncfs(2) of their file system, and each caller gets its operation's
+result once that syncfs has completed: what the operation wrote, files and directory
+entries alike, is then on stable storage (syncfs writes back the file system's dirty
+data and inodes, then flushes the device's write cache). Operations queued while a job
+runs go into the next one, so a batch grows with the load, as in a database's group
+commit. An operation that raises fails its own caller only; a syncfs that fails fails
+every operation of its batch (their writes may be lost).
+
+The price: syncfs writes back everything dirty on the file system, another program's
+writes too; a data dir on a file system that others fill with large writes makes each
+batch wait for them. Operations check that what they write is on `device` (the data
+dir's file system): anything elsewhere (a mailbox on a mount of its own) is not covered.
+
+Linux only: Python's `os` has no syncfs, so it is called from the C library, and only on
+Linux 5.8 or later, where syncfs reports write-back errors (before, it returned success
+after a failed write-back). Elsewhere `for_path` gives None and callers keep their
+per-file fsyncs.
+
+Standards: syncfs(2), fsync(2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import functools
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from postoffice import diskio
+
+T = TypeVar("T")
+
+_Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
+
+
+class GroupCommit:
+    """Operations run in batches on the disk pool, each batch followed by one `sync`.
+
+    `sync` is given a file descriptor of `path`'s directory; it is `syncfs` unless a test
+    passes another (to count batches, or to fail one).
+    """
+
+    def __init__(self, path: Path, *, sync: Callable[[int], None] | None = None) -> None:
+        self.device = os.stat(path).st_dev  # what the batch's sync covers
+        self._path = path
+        self._sync = sync or syncfs
+        self._fd: int | None = None  # opened by the first job, kept for the process's life
+        self._queued: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._running = False
+        self._job: asyncio.Future[Any] | None = None  # the batch on the disk pool
+
+    async def run(self, operation: Callable[[], T]) -> T:
+        """Run blocking `operation` in the next batch; its result once the batch is durable."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queued.append((operation, future))
+        if not self._running:
+            self._running = True
+            loop.call_soon(self._start)  # after this loop round: its operations join the batch
+        return await future
+
+    def _start(self) -> None:
+        batch = [(op, future) for op, future in self._queued if not future.cancelled()]
+        self._queued = []
+        if not batch:
+            self._running = False
+            return
+        job = self._job = asyncio.ensure_future(diskio.run(self._commit, [op for op, _ in batch]))
+        job.add_done_callback(functools.partial(self._finish, [f for _, f in batch]))
+
+    def _commit(self, operations: list[Callable[[], Any]]) -> tuple[list[_Outcome], OSError | None]:
+        """Blocking: every operation, then one sync; the outcomes and the sync's error."""
+        outcomes: list[_Outcome] = []
+        for operation in operations:
+            try:
+                outcomes.append((True, operation()))
+            except Exception as exc:  # for its caller alone
+                outcomes.append((False, exc))
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._sync(self._fd)
+        except OSError as exc:
+            return outcomes, exc
+        return outcomes, None
+
+    def _finish(self, futures: list[asyncio.Future[Any]], job: asyncio.Future[Any]) -> None:
+        if job.cancelled() or job.exception() is not None:  # the pool itself failed
+            failure = OSError(f"{self._path}: the disk job did not run")
+            outcomes, error = [(False, failure)] * len(futures), None
+        else:
+            outcomes, error = job.result()
+        for future, (ok, value) in zip(futures, outcomes, strict=True):
+            if future.cancelled():
+                continue
+            if not ok:
+                future.set_exception(value)
+            elif error is not None:
+                future.set_exception(OSError(error.errno, error.strerror, str(self._path)))
+            else:
+                future.set_result(value)
+        self._running = False
+        if self._queued:
+            self._running = True
+            self._start()
+
+
+def _libc_syncfs() -> Callable[[int], int] | None:
+    """The C library's syncfs where it reports write-back errors (Linux 5.8+), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        major, minor = (int(part) for part in platform.release().split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor) < (5, 8):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    function = getattr(libc, "syncfs", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int]
+    return function
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def syncfs(fd: int) -> None:
+    """syncfs(2) of the file system holding `fd` (ctypes releases the GIL meanwhile)."""
+    assert _SYNCFS is not None
+    if _SYNCFS(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def for_path(path: Path) -> GroupCommit | None:
+    """Group commit for the file system of `path` (an existing directory); None where
+    syncfs cannot be trusted (module docstring)."""
+    return None if _SYNCFS is None else GroupCommit(path)
