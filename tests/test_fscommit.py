@@ -109,6 +109,37 @@ def test_a_failed_sync_fails_every_operation_of_its_batch_and_only_that_batch(
     assert syncs.batches == [["a", "b"], ["c"]]
 
 
+def test_the_steps_of_an_operation_are_made_durable_one_after_the_other(tmp_path: Path) -> None:
+    syncs = Syncs()
+
+    async def main() -> list[object]:
+        commit = fscommit.GroupCommit(tmp_path, sync=syncs.sync)
+        return await asyncio.gather(
+            commit.run(syncs.op("write a"), syncs.op("rename a", "a")),
+            commit.run(syncs.op("write b", OSError(errno.ENOSPC, "full")), syncs.op("rename b")),
+            commit.run(syncs.op("single", "s")),
+            return_exceptions=True,
+        )
+
+    a, b, single = asyncio.run(main())
+    assert a == "a" and single == "s"
+    assert isinstance(b, OSError) and b.errno == errno.ENOSPC  # its second step never ran
+    assert syncs.batches == [["write a", "write b", "single"], ["rename a"]]
+
+
+def test_a_failed_sync_stops_the_operations_before_their_next_step(tmp_path: Path) -> None:
+    syncs = Syncs()
+    syncs.failing = True
+
+    async def main() -> object:
+        commit = fscommit.GroupCommit(tmp_path, sync=syncs.sync)
+        return await commit.run(syncs.op("write"), syncs.op("rename"))
+
+    with pytest.raises(OSError, match="Input/output error"):
+        asyncio.run(main())
+    assert syncs.ran == ["write"]
+
+
 def test_an_operation_whose_caller_left_before_its_batch_is_not_run(tmp_path: Path) -> None:
     syncs = Syncs()
 

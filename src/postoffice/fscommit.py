@@ -10,8 +10,11 @@ result once that syncfs has completed: what the operation wrote, files and direc
 entries alike, is then on stable storage (syncfs writes back the file system's dirty
 data and inodes, then flushes the device's write cache). Operations queued while a job
 runs go into the next one, so a batch grows with the load, as in a database's group
-commit. An operation that raises fails its own caller only; a syncfs that fails fails
-every operation of its batch (their writes may be lost).
+commit. An operation may have steps that must each be durable before the next runs (a
+Maildir file before its rename into new/): the job runs every operation's first step,
+syncs, runs the second steps, syncs again. An operation that raises fails its own caller
+only, and its later steps are not run; a syncfs that fails fails every operation of its
+phase of the batch (their writes may be lost).
 
 The price: syncfs writes back everything dirty on the file system, another program's
 writes too; a data dir on a file system that others fill with large writes makes each
@@ -44,6 +47,7 @@ from postoffice import diskio
 T = TypeVar("T")
 
 _Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
+Steps = tuple[Callable[[], Any], ...]  # an operation: steps made durable one after the other
 
 
 class GroupCommit:
@@ -58,60 +62,71 @@ class GroupCommit:
         self._path = path
         self._sync = sync or syncfs
         self._fd: int | None = None  # opened by the first job, kept for the process's life
-        self._queued: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[Steps, asyncio.Future[Any]]] = []
         self._running = False
         self._job: asyncio.Future[Any] | None = None  # the batch on the disk pool
 
-    async def run(self, operation: Callable[[], T]) -> T:
-        """Run blocking `operation` in the next batch; its result once the batch is durable."""
+    async def run(self, step: Callable[[], T], *then: Callable[[], T]) -> T:
+        """Run the blocking steps in the next batch, each made durable before the next one
+        runs; the last one's result once it is durable too."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queued.append((operation, future))
+        self._queued.append(((step, *then), future))
         if not self._running:
             self._running = True
             loop.call_soon(self._start)  # after this loop round: its operations join the batch
         return await future
 
     def _start(self) -> None:
-        batch = [(op, future) for op, future in self._queued if not future.cancelled()]
+        batch = [(steps, future) for steps, future in self._queued if not future.cancelled()]
         self._queued = []
         if not batch:
             self._running = False
             return
-        job = self._job = asyncio.ensure_future(diskio.run(self._commit, [op for op, _ in batch]))
+        job = self._job = asyncio.ensure_future(diskio.run(self._commit, [s for s, _ in batch]))
         job.add_done_callback(functools.partial(self._finish, [f for _, f in batch]))
 
-    def _commit(self, operations: list[Callable[[], Any]]) -> tuple[list[_Outcome], OSError | None]:
-        """Blocking: every operation, then one sync; the outcomes and the sync's error."""
-        outcomes: list[_Outcome] = []
-        for operation in operations:
-            try:
-                outcomes.append((True, operation()))
-            except Exception as exc:  # for its caller alone
-                outcomes.append((False, exc))
+    def _commit(self, operations: list[Steps]) -> list[_Outcome]:
+        """Blocking: the first step of every operation, one sync, the second steps, one
+        sync, and so on; each operation's outcome."""
+        outcomes: list[_Outcome | None] = [None] * len(operations)  # None: not finished
+        results: list[Any] = [None] * len(operations)
+        for phase in range(max(map(len, operations))):
+            live = [i for i, op in enumerate(operations) if outcomes[i] is None and len(op) > phase]
+            for i in live:
+                try:
+                    results[i] = operations[i][phase]()
+                except Exception as exc:  # for its caller alone
+                    outcomes[i] = (False, exc)
+            error = self._sync_now()
+            for i in live:
+                if outcomes[i] is None and (error is not None or len(operations[i]) == phase + 1):
+                    outcomes[i] = (True, results[i]) if error is None else (False, error)
+        return outcomes  # type: ignore[return-value]  # every operation's last phase set it
+
+    def _sync_now(self) -> OSError | None:
+        """Blocking: the sync; the error it raised, naming the path."""
         try:
             if self._fd is None:
                 self._fd = os.open(self._path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._sync(self._fd)
         except OSError as exc:
-            return outcomes, exc
-        return outcomes, None
+            return OSError(exc.errno, exc.strerror, str(self._path))
+        return None
 
     def _finish(self, futures: list[asyncio.Future[Any]], job: asyncio.Future[Any]) -> None:
         if job.cancelled() or job.exception() is not None:  # the pool itself failed
             failure = OSError(f"{self._path}: the disk job did not run")
-            outcomes, error = [(False, failure)] * len(futures), None
+            outcomes: list[_Outcome] = [(False, failure)] * len(futures)
         else:
-            outcomes, error = job.result()
+            outcomes = job.result()
         for future, (ok, value) in zip(futures, outcomes, strict=True):
             if future.cancelled():
                 continue
-            if not ok:
-                future.set_exception(value)
-            elif error is not None:
-                future.set_exception(OSError(error.errno, error.strerror, str(self._path)))
-            else:
+            if ok:
                 future.set_result(value)
+            else:
+                future.set_exception(value)
         self._running = False
         if self._queued:
             self._running = True

@@ -179,10 +179,11 @@ class AtReception:
     `AT_RECEPTION_RECIPIENTS` recipients (the client waits for every write).
 
     With a group commit (`fscommit`, Linux) the copies are written into tmp/ in one batch
-    of the loop's deliveries, renamed into new/ once a syncfs made them durable, and the
-    250 waits for a second syncfs after the renames: two batches a message, shared with
-    every other delivery of the loop, instead of each copy's own fsyncs (file, then new/)
-    in a hop of its own; that is the `inline` way, and the way without syncfs.
+    with the loop's other deliveries, renamed into new/ once a syncfs made them durable,
+    and the 250 waits for the second syncfs, after the renames: one disk job and two
+    syncfs for all the deliveries of a loop round, instead of each copy's own fsyncs
+    (file, then new/) in a hop of its own. That is still the way of a lone session
+    (`inline`, on the loop: no batch to share, and no hop), and of systems without syncfs.
 
     A recipient not delivered (disk full, a mailbox that cannot be written, one on
     another file system than the data dir) stays pending, and the message goes into the
@@ -225,8 +226,7 @@ class AtReception:
             self._agent.stage, entry, list(pending), message, staged, commit.device
         )
         try:
-            await commit.run(stage)
-            await commit.run(functools.partial(_publish, staged))
+            await commit.run(stage, functools.partial(_publish, staged))
         except OSError:  # a batch not known to be durable: nothing delivered, all pending
             await diskio.run(_withdraw, staged)
         else:
