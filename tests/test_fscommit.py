@@ -154,6 +154,19 @@ def test_an_operation_whose_caller_left_before_its_batch_is_not_run(tmp_path: Pa
     assert syncs.ran == ["kept"]
 
 
+def test_one_group_commit_serves_loop_after_loop(tmp_path: Path) -> None:
+    syncs = Syncs()
+    commit = fscommit.GroupCommit(tmp_path, sync=syncs.sync)
+
+    async def one(name: str) -> object:
+        return await commit.run(syncs.op(name, name))
+
+    assert [asyncio.run(one("first loop")), asyncio.run(one("second loop"))] == [
+        "first loop",
+        "second loop",
+    ]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's")
 def test_on_linux_operations_are_made_durable_with_the_real_syncfs(tmp_path: Path) -> None:
     commit = fscommit.for_path(tmp_path)
@@ -164,3 +177,13 @@ def test_on_linux_operations_are_made_durable_with_the_real_syncfs(tmp_path: Pat
 
     assert asyncio.run(main()) == len(b"durable")
     assert (tmp_path / "file").read_bytes() == b"durable"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+def test_the_batches_run_on_a_thread_that_never_preempts_the_loop(tmp_path: Path) -> None:
+    commit = fscommit.GroupCommit(tmp_path, sync=Syncs().sync)
+
+    async def main() -> tuple[int, str]:
+        return await commit.run(lambda: (os.sched_getscheduler(0), threading.current_thread().name))
+
+    assert asyncio.run(main()) == (os.SCHED_BATCH, "postoffice-commit")

@@ -19,8 +19,10 @@ of the accepted rate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,14 +34,28 @@ SWITCH_INTERVAL = 0.002  # seconds
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Threads are started on demand, so the pool costs nothing until the first disk job.
-_EXECUTOR = ThreadPoolExecutor(DISK_THREADS, thread_name_prefix="postoffice-disk")
-
 
 async def run(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """`asyncio.to_thread` on the disk pool: run `func` there, keeping the context variables."""
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
+
+
+def yield_to_the_loop() -> None:
+    """Make the calling (disk) thread SCHED_BATCH, where Linux has it: when it wakes (its
+    system call done, new work) it waits for the event loop's time slice to end or the loop
+    to sleep, instead of preempting it. Its share of the CPU is unchanged. Otherwise a
+    woken disk thread took the CPU from the loop in the middle of the loop's work, only to
+    wait there for the GIL that the loop holds. A/B at 20 sessions, the group commit's
+    thread (fscommit) with it and without: accepted 1.10x (6 pairs of 3,000, each ahead)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
+# Threads are started on demand, so the pool costs nothing until the first disk job.
+_EXECUTOR = ThreadPoolExecutor(
+    DISK_THREADS, thread_name_prefix="postoffice-disk", initializer=yield_to_the_loop
+)
 
 
 def shorten_gil_turns() -> None:

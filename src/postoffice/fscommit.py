@@ -4,17 +4,20 @@ A durable write used to end in fsyncs of its own (the file, then its directory, 
 between threads by `fileio.sync_dir`), in a hop of its own to the disk pool. At 20 SMTP
 sessions the hops (waking a thread, the GIL handed back and forth around each system
 call) and the fsyncs were a quarter of the server's CPU (docs/performance.md). Here the
-loop queues operations instead; one disk-pool job at a time runs every operation queued
-so far, then one syncfs(2) of their file system, and each caller gets its operation's
-result once that syncfs has completed: what the operation wrote, files and directory
-entries alike, is then on stable storage (syncfs writes back the file system's dirty
-data and inodes, then flushes the device's write cache). Operations queued while a job
-runs go into the next one, so a batch grows with the load, as in a database's group
-commit. An operation may have steps that must each be durable before the next runs (a
-Maildir file before its rename into new/): the job runs every operation's first step,
-syncs, runs the second steps, syncs again. An operation that raises fails its own caller
-only, and its later steps are not run; a syncfs that fails fails every operation of its
-phase of the batch (their writes may be lost).
+loop queues operations instead, and hands each loop round's to a thread of their own;
+that thread runs every operation handed to it so far, then one syncfs(2) of their file
+system, and each caller gets its operation's result once that syncfs has completed: what
+the operation wrote, files and directory entries alike, is then on stable storage
+(syncfs writes back the file system's dirty data and inodes, then flushes the device's
+write cache). Operations handed over while a batch runs go into the next one, so a batch
+grows with the load, as in a database's group commit, and under load the thread goes
+from batch to batch without being woken (waking a pool thread for each batch, and being
+preempted by it, cost the loop ~100 µs a batch). An operation may have steps that must
+each be durable before the next runs (a Maildir file before its rename into new/): the
+batch runs every operation's first step, syncs, runs the second steps, syncs again. An
+operation that raises fails its own caller only, and its later steps are not run; a
+syncfs that fails fails every operation of its phase of the batch (their writes may be
+lost).
 
 The price: syncfs writes back everything dirty on the file system, another program's
 writes too; a data dir on a file system that others fill with large writes makes each
@@ -34,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import functools
 import os
 import platform
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,10 +52,11 @@ T = TypeVar("T")
 
 _Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
 Steps = tuple[Callable[[], Any], ...]  # an operation: steps made durable one after the other
+_Waiting = tuple[Steps, "asyncio.Future[Any]"]
 
 
 class GroupCommit:
-    """Operations run in batches on the disk pool, each batch followed by one `sync`.
+    """Operations run in batches on a thread of their own, each phase followed by one `sync`.
 
     `sync` is given a file descriptor of `path`'s directory; it is `syncfs` unless a test
     passes another (to count batches, or to fail one).
@@ -61,10 +66,12 @@ class GroupCommit:
         self.device = os.stat(path).st_dev  # what the batch's sync covers
         self._path = path
         self._sync = sync or syncfs
-        self._fd: int | None = None  # opened by the first job, kept for the process's life
-        self._queued: list[tuple[Steps, asyncio.Future[Any]]] = []
-        self._running = False
-        self._job: asyncio.Future[Any] | None = None  # the batch on the disk pool
+        self._fd: int | None = None  # opened by the first batch, kept for the process's life
+        self._queued: list[_Waiting] = []  # this loop round's operations (the loop's thread)
+        self._cond = threading.Condition()  # guards the rest
+        self._handed: list[tuple[asyncio.AbstractEventLoop, list[_Waiting]]] = []
+        self._thread: threading.Thread | None = None
+        self._pid = 0  # the process the thread runs in (a forked child starts its own)
 
     async def run(self, step: Callable[[], T], *then: Callable[[], T]) -> T:
         """Run the blocking steps in the next batch, each made durable before the next one
@@ -72,19 +79,42 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queued.append(((step, *then), future))
-        if not self._running:
-            self._running = True
-            loop.call_soon(self._start)  # after this loop round: its operations join the batch
+        if len(self._queued) == 1:
+            loop.call_soon(self._hand, loop)  # after this loop round: its operations join
         return await future
 
-    def _start(self) -> None:
+    def _hand(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give the round's operations to the thread: it takes them with whatever else is
+        waiting once its batch in progress is done, or wakes up for them."""
         batch = [(steps, future) for steps, future in self._queued if not future.cancelled()]
         self._queued = []
-        if not batch:
-            self._running = False
-            return
-        job = self._job = asyncio.ensure_future(diskio.run(self._commit, [s for s, _ in batch]))
-        job.add_done_callback(functools.partial(self._finish, [f for _, f in batch]))
+        with self._cond:
+            self._handed.append((loop, batch))
+            self._cond.notify()
+            if self._thread is None or self._pid != os.getpid():
+                self._thread = threading.Thread(
+                    target=self._work, name="postoffice-commit", daemon=True
+                )
+                self._pid = os.getpid()
+                self._thread.start()
+
+    def _work(self) -> None:
+        """The thread: batch after batch, for as long as the process runs."""
+        diskio.yield_to_the_loop()
+        while True:
+            with self._cond:
+                while not self._handed:
+                    self._cond.wait()
+                handed, self._handed = self._handed, []
+            operations = [steps for _, batch in handed for steps, _ in batch]
+            try:
+                outcomes = self._commit(operations)
+            except Exception as exc:  # never leave a caller waiting
+                outcomes = [(False, exc)] * len(operations)
+            for loop, batch in handed:
+                mine, outcomes = outcomes[: len(batch)], outcomes[len(batch) :]
+                with suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_finish, [f for _, f in batch], mine)
 
     def _commit(self, operations: list[Steps]) -> list[_Outcome]:
         """Blocking: the first step of every operation, one sync, the second steps, one
@@ -114,23 +144,16 @@ class GroupCommit:
             return OSError(exc.errno, exc.strerror, str(self._path))
         return None
 
-    def _finish(self, futures: list[asyncio.Future[Any]], job: asyncio.Future[Any]) -> None:
-        if job.cancelled() or job.exception() is not None:  # the pool itself failed
-            failure = OSError(f"{self._path}: the disk job did not run")
-            outcomes: list[_Outcome] = [(False, failure)] * len(futures)
+
+def _finish(futures: list[asyncio.Future[Any]], outcomes: list[_Outcome]) -> None:
+    """On the loop: each caller gets its operation's outcome."""
+    for future, (ok, value) in zip(futures, outcomes, strict=True):
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
         else:
-            outcomes = job.result()
-        for future, (ok, value) in zip(futures, outcomes, strict=True):
-            if future.cancelled():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-        self._running = False
-        if self._queued:
-            self._running = True
-            self._start()
+            future.set_exception(value)
 
 
 def _libc_syncfs() -> Callable[[int], int] | None:
