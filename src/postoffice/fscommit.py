@@ -59,7 +59,8 @@ class GroupCommit:
     """Operations run in batches on a thread of their own, each phase followed by one `sync`.
 
     `sync` is given a file descriptor of `path`'s directory; it is `syncfs` unless a test
-    passes another (to count batches, or to fail one).
+    passes another (to count batches, or to fail one). Made in the process that uses it:
+    a forked child would have neither the thread nor a usable copy of its lock.
     """
 
     def __init__(self, path: Path, *, sync: Callable[[int], None] | None = None) -> None:
@@ -71,7 +72,6 @@ class GroupCommit:
         self._cond = threading.Condition()  # guards the rest
         self._handed: list[tuple[asyncio.AbstractEventLoop, list[_Waiting]]] = []
         self._thread: threading.Thread | None = None
-        self._pid = 0  # the process the thread runs in (a forked child starts its own)
 
     async def run(self, step: Callable[[], T], *then: Callable[[], T]) -> T:
         """Run the blocking steps in the next batch, each made durable before the next one
@@ -91,11 +91,10 @@ class GroupCommit:
         with self._cond:
             self._handed.append((loop, batch))
             self._cond.notify()
-            if self._thread is None or self._pid != os.getpid():
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._work, name="postoffice-commit", daemon=True
                 )
-                self._pid = os.getpid()
                 self._thread.start()
 
     def _work(self) -> None:
