@@ -530,3 +530,21 @@ def test_message_names_are_not_interned(inbox: MaildirMailbox) -> None:
     names = [name for sub in ("new", "cur") for name in os.listdir(inbox.path / sub)]
     texts = {*keys, *names, *(info.key for info in listed)}
     assert [text for text in texts if interned(text)] == []
+
+
+def test_deliveries_cut_off_by_a_crash_are_swept_from_tmp_at_the_next_sync(
+    inbox: MaildirMailbox,
+) -> None:
+    inbox.deliver(b"Subject: first\r\n\r\n")
+    tmp = inbox.path / "tmp"
+    dead, in_progress = tmp / "1.M1P1Qdead.host,S=5", tmp / "2.M2P2Qlive.host,S=5"
+    for path in (dead, in_progress):
+        path.write_bytes(b"cut\r\n")
+    long_ago = time.time() - 37 * 3600  # the Maildir rule: untouched for 36 hours
+    os.utime(dead, (long_ago, long_ago))
+
+    inbox.deliver(b"Subject: second\r\n\r\n")  # new mail: the next listing syncs
+    assert len(inbox.messages()) == 2
+
+    assert not dead.exists()
+    assert in_progress.exists()  # may still be renamed into new/ by its writer

@@ -7,7 +7,8 @@ fsyncs it, renames it into ``new/`` and fsyncs ``new/``; the name is
 ``<secs>.M<usecs>P<pid>Q<delivery id>.<host>,S=<size>``, so the size is known
 without a stat and a delivery repeated after a crash can be recognised. The same steps
 (`stage`, `publish`, `announce`) serve a caller that makes them durable itself, a batch of
-deliveries at a time (delivery at reception, fscommit.py).
+deliveries at a time (delivery at reception, fscommit.py). A delivery cut off by a crash
+leaves its file in tmp/; each sync removes those untouched for 36 hours (the Maildir rule).
 
 The base name (the part before ``:2,``) is a message's key: unique, never
 changed by flag updates, so it is the POP3 UIDL. Flags live where every Maildir
@@ -74,6 +75,7 @@ from postoffice.storage.sqlite import SqliteFile
 INDEX_NAME = "postoffice-index.sqlite"
 _SUBDIRS = ("tmp", "new", "cur")
 _SETTLE_NS = 2_000_000_000  # mtimes younger than this always re-sync (mtime granularity)
+_STALE_TMP = 36 * 3600  # seconds: a file in tmp/ untouched this long is a dead delivery
 
 _T = TypeVar("_T")
 
@@ -329,6 +331,18 @@ class MaildirMailbox:
         recorded = (self._meta(db, "synced_new"), self._meta(db, "synced_cur"))
         return mtimes == recorded and time.time_ns() - max(mtimes) > _SETTLE_NS
 
+    def _sweep_tmp(self) -> None:
+        """Remove what deliveries cut off by a crash left in tmp/: files untouched for
+        `_STALE_TMP` (the Maildir rule's 36 hours). tmp/ holds only deliveries in progress
+        otherwise, so the listing is short; done at each sync (after new mail)."""
+        limit = time.time() - _STALE_TMP
+        with suppress(FileNotFoundError), os.scandir(self.path / "tmp") as entries:
+            for entry in entries:
+                with suppress(OSError):
+                    stat = entry.stat(follow_symlinks=False)
+                    if max(stat.st_atime, stat.st_mtime) < limit:
+                        os.unlink(entry.path)
+
     def _sync(self, db: sqlite3.Connection) -> None:
         """Bring the index in line with new/ and cur/.
 
@@ -340,6 +354,7 @@ class MaildirMailbox:
         a few objects made meanwhile and kept keep their arenas.
         """
         mtimes = self._mtimes()  # before listing: a change during the listing moves them on
+        self._sweep_tmp()
         on_disk: dict[str, tuple[str, str]] = {}
         for sub in ("new", "cur"):  # cur/ last: it wins if a foreign tool left both
             for name in os.listdir(self.path / sub):
