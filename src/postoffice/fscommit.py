@@ -88,6 +88,8 @@ class GroupCommit:
         waiting once its batch in progress is done, or wakes up for them."""
         batch = [(steps, future) for steps, future in self._queued if not future.cancelled()]
         self._queued = []
+        if not batch:  # every caller left
+            return
         with self._cond:
             self._handed.append((loop, batch))
             self._cond.notify()
