@@ -155,6 +155,7 @@ class Server:
         q = config.queue
         backoff = Backoff(q.min_backoff, q.max_backoff, q.max_lifetime)
         self.keys = KeyStore(config.data_dir)
+        commit = fscommit.for_path(config.data_dir)
         self.cleanup = Cleanup(
             self.spool,
             self.directory,
@@ -162,11 +163,10 @@ class Server:
             self.clock,
             signer=functools.partial(sign_message, store=self.keys) if config.dkim.sign else None,
             at_reception=(
-                AtReception(self.router, local, commit=fscommit.for_path(config.data_dir))
-                if q.local_at_reception
-                else None
+                AtReception(self.router, local, commit=commit) if q.local_at_reception else None
             ),
             on_event=self._delivery_event,
+            commit=commit,
         )
         bouncer = Bouncer(
             self.cleanup,

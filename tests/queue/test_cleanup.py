@@ -138,6 +138,7 @@ class Reception:
             on_event=lambda kind, entry, detail: self.events.append(
                 (kind, entry.qid, detail["recipient"])
             ),
+            commit=commit,
         )
 
     def submit(self, *recipients: str) -> QueueEntry:
@@ -262,3 +263,60 @@ def test_other_mail_goes_into_the_spool_whole(tmp_path: Path, recipients: tuple[
     assert queued.qid == entry.qid
     assert all(r.status is RecipientStatus.PENDING for r in queued.recipients)
     assert world.events == []
+
+
+class CountedSyncs:
+    """The group commit's sync, counted; `fail` makes the next ones fail."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.fail = False
+
+    def __call__(self, fd: int) -> None:
+        self.count += 1
+        if self.fail:
+            raise OSError(errno.EIO, "Input/output error")
+        fscommit.syncfs(fd)
+
+
+def test_mail_for_the_queue_is_spooled_in_the_group_commit(tmp_path: Path) -> None:
+    syncs = CountedSyncs()
+    world = Reception(tmp_path, sync=syncs)
+    world.spool.reserve()  # the usual case: the store writes a name made durable before
+
+    entry = world.submit("dave@remote.example")
+
+    assert syncs.count == 1  # the store's durability came from the batch's one sync
+    [queued] = Spool(tmp_path / "queue").recover()  # whole, as a restart would see it
+    assert queued.qid == entry.qid
+    assert [(told.qid, envelope) for told, envelope in world.accepted] == [
+        (entry.qid, queued.to_json())
+    ]
+
+
+def test_when_the_spools_sync_fails_the_message_is_not_left_for_a_restart(
+    tmp_path: Path,
+) -> None:
+    syncs = CountedSyncs()
+    world = Reception(tmp_path, sync=syncs)
+    world.spool.reserve()
+    syncs.fail = True
+
+    with pytest.raises(OSError, match="Input/output error"):
+        world.submit("dave@remote.example")  # the session answers 451: nothing acknowledged
+
+    assert Spool(tmp_path / "queue").recover() == []  # never delivered after a restart
+    assert world.accepted == []
+
+
+def test_a_spool_on_another_file_system_keeps_its_own_fsyncs(tmp_path: Path) -> None:
+    syncs = CountedSyncs()
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:  # tmpfs
+        (tmp_path / "queue").symlink_to(elsewhere)
+        world = Reception(tmp_path, sync=syncs)
+
+        entry = world.submit("dave@remote.example")
+
+        assert syncs.count == 0  # a syncfs of tmp_path would not cover the spool
+        [queued] = Spool(tmp_path / "queue").recover()
+        assert queued.qid == entry.qid

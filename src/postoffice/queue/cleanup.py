@@ -4,8 +4,11 @@ Cleanup checks for mail loops, prepends our `Received:` trace header, expands
 recipients through the directory (aliases, catch-alls, subaddresses; each answer reused
 until the directory changes, `storage/lookup_cache.py`) and
 writes the message durably into the spool: the expansion and the envelope on the
-event loop, the store in one hop to the disk pool (`postoffice.diskio`). Only when
-`submit` returns may a server answer `250`: the message is on stable storage by then.
+event loop, the store in the group commit (`fscommit.py`: a batch of the loop's stores
+and deliveries, made durable by one syncfs) when the spool is on the file system it
+syncs, else in one hop to the disk pool (`postoffice.diskio`), with the file's own fsync.
+Only when `submit` returns may a server answer `250`: the message is on stable storage
+by then.
 After a store, when the spool runs short of names made durable in advance
 (`Spool.reserve`), it makes more in the disk pool, off every store's path.
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +45,7 @@ from dataclasses import dataclass, field
 from postoffice import diskio
 from postoffice.clock import Clock
 from postoffice.delivery.local import AtReception
+from postoffice.fscommit import GroupCommit
 from postoffice.mail.address import Address
 from postoffice.protocols.smtp import Reply
 from postoffice.queue.entry import QueueEntry
@@ -108,6 +113,7 @@ class Cleanup:
         signer: Callable[[bytes], bytes] | None = None,
         at_reception: AtReception | None = None,
         on_event: EventHook | None = None,
+        commit: GroupCommit | None = None,
     ):
         self.spool = spool
         self.directory = directory
@@ -119,6 +125,9 @@ class Cleanup:
         self.signer = signer  # DKIM: the signature headers for a message, b"" if none
         self.at_reception = at_reception
         self.on_event = on_event  # `delivered` events of deliveries at reception
+        # Spool stores in the group commit when the spool is on the file system it syncs.
+        same = commit is not None and os.stat(spool.root).st_dev == commit.device
+        self._commit = commit if same else None
         self._reserving: asyncio.Task[None] | None = None  # the spool's names made ahead
         self._resolved: LookupCache[str, Resolution | None] = LookupCache(directory.version)
 
@@ -181,10 +190,7 @@ class Cleanup:
                 await self.at_reception.deliver(entry, message, inline=inline)
                 envelope = entry.to_json() if entry.pending else None
             if envelope is not None:
-                if inline:
-                    self.spool.write(entry, message, envelope)
-                else:
-                    await diskio.run(self.spool.write, entry, message, envelope)
+                await self._store(entry, message, envelope, inline=inline)
         except SpoolFull:
             raise Refused(DISK_FULL) from None
         if envelope is not None and self.spool.wants_reserves():
@@ -193,6 +199,29 @@ class Cleanup:
             asyncio.get_running_loop().call_soon(self._report_delivered, entry)
         self.on_accepted(entry, envelope)
         return entry
+
+    async def _store(
+        self, entry: QueueEntry, message: bytes, envelope: bytes, *, inline: bool
+    ) -> None:
+        """Into the spool: on the loop (`inline`), in the group commit, or on the disk pool."""
+        if inline:
+            self.spool.write(entry, message, envelope)
+            return
+        if self._commit is None:
+            await diskio.run(self.spool.write, entry, message, envelope)
+            return
+        written: list[bool] = []
+
+        def write() -> None:
+            self.spool.write(entry, message, envelope, sync=False)
+            written.append(True)
+
+        try:
+            await self._commit.run(write)
+        except OSError:
+            if written:  # the sync failed: not known to be durable, and not acknowledged
+                await diskio.run(self.spool.withdraw, entry.qid)
+            raise
 
     def _report_delivered(self, entry: QueueEntry) -> None:
         if self.on_event is None:

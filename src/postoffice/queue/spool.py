@@ -5,7 +5,9 @@ the envelope as it was received (`_HEAD3`, the CRC, the entry's JSON), then the 
 bytes. Usually the file is a name reserved ahead (`reserve`: made durable for many stores
 with one directory fsync, off their path); the store writes it in place and fsyncs it, and
 the content is the commit point: a message is committed when its envelope names this
-queue id and its length and CRC-32 match. One file fsync a message, no directory fsync.
+queue id and its length and CRC-32 match. One file fsync a message, no directory fsync;
+none at all when the caller makes the store durable with a syncfs shared by a batch of
+stores (`write(sync=False)`, fscommit.py), and takes it back (`withdraw`) if that fails.
 Without a reserved name, the write goes to `tmp/`, is fsynced, renamed into place and the
 directory fsynced; the rename is then the commit point. Other writes (state files) always
 take that way, so a file under its final name is complete. A message without a state file
@@ -185,9 +187,13 @@ class Spool:
             client=dict(client),
         )
 
-    def write(self, entry: QueueEntry, data: bytes, envelope: bytes | None = None) -> None:
+    def write(
+        self, entry: QueueEntry, data: bytes, envelope: bytes | None = None, *, sync: bool = True
+    ) -> None:
         """Store `data` durably under `entry` (from `envelope`); `envelope`: its JSON, if
-        already made. Returns only once the message is on stable storage. Raises `SpoolFull`
+        already made. Returns only once the message is on stable storage, or, without
+        `sync`, once a sync of the file system will make it so (fscommit: a reserved
+        file is then not fsynced; `withdraw` it if that sync fails). Raises `SpoolFull`
         on ENOSPC/EDQUOT; on any error nothing of the message is left."""
         json = entry.to_json() if envelope is None else envelope
         parts = (_HEAD3, b"%08x " % zlib.crc32(data), json, b"\n", data)
@@ -196,13 +202,13 @@ class Spool:
             self._handed.discard(entry.qid)
         try:
             if reserved:
-                self._write_in_place(file_in(self._messages, entry.qid), parts)
+                self._write_in_place(file_in(self._messages, entry.qid), parts, sync=sync)
             else:
                 self._write_durably(self._messages, entry.qid, *parts, new=True)
         except FileExistsError:
             raise  # the queue id is another message's: nothing of this one was written
         except OSError as exc:
-            self._discard(entry.qid)
+            self.withdraw(entry.qid)
             if exc.errno in _FULL_ERRNOS:
                 raise SpoolFull(exc.errno, f"spool full: {exc.strerror}") from exc
             raise
@@ -407,8 +413,9 @@ class Spool:
                 os.unlink(stale)
         return {qid: paths[-1] for qid, paths in copies.items()}
 
-    def _discard(self, qid: str) -> None:
-        """Best-effort removal of whatever a failed store left."""
+    def withdraw(self, qid: str) -> None:
+        """Best-effort removal of whatever a failed store left (also one written without
+        `sync` whose sync failed: not acknowledged, it must not be delivered later)."""
         try:
             os.unlink(file_in(self._messages, qid))
         except FileNotFoundError:
@@ -449,14 +456,15 @@ class Spool:
             return None
         return entry
 
-    def _write_in_place(self, target: str, parts: tuple[bytes, ...]) -> None:
-        """Write a message into its reserved file and fsync it: its name is durable already,
-        and its content (length, CRC-32) says whether it is whole."""
+    def _write_in_place(self, target: str, parts: tuple[bytes, ...], *, sync: bool) -> None:
+        """Write a message into its reserved file and fsync it (with `sync`): its name is
+        durable already, and its content (length, CRC-32) says whether it is whole."""
         fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
         try:
             write_all(fd, parts)
             os.ftruncate(fd, sum(map(len, parts)))  # what a spare held beyond it
-            self._sync_file(fd)
+            if sync:
+                self._sync_file(fd)
         finally:
             os.close(fd)
 
