@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import os
 import platform
 import sys
@@ -157,8 +157,10 @@ def _finish(futures: list[asyncio.Future[Any]], outcomes: list[_Outcome]) -> Non
             future.set_exception(value)
 
 
+@functools.cache
 def _libc_syncfs() -> Callable[[int], int] | None:
-    """The C library's syncfs where it reports write-back errors (Linux 5.8+), else None."""
+    """The C library's syncfs where it reports write-back errors (Linux 5.8+), else None.
+    Looked up at first use: start-up and the CLI pay nothing for it."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -167,20 +169,17 @@ def _libc_syncfs() -> Callable[[int], int] | None:
         return None
     if (major, minor) < (5, 8):
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    function = getattr(libc, "syncfs", None)
+    function = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)  # the process's libc
     if function is not None:
         function.argtypes = [ctypes.c_int]
     return function
 
 
-_SYNCFS = _libc_syncfs()
-
-
 def syncfs(fd: int) -> None:
     """syncfs(2) of the file system holding `fd` (ctypes releases the GIL meanwhile)."""
-    assert _SYNCFS is not None
-    if _SYNCFS(fd) != 0:
+    function = _libc_syncfs()
+    assert function is not None
+    if function(fd) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 
@@ -188,4 +187,4 @@ def syncfs(fd: int) -> None:
 def for_path(path: Path) -> GroupCommit | None:
     """Group commit for the file system of `path` (an existing directory); None where
     syncfs cannot be trusted (module docstring)."""
-    return None if _SYNCFS is None else GroupCommit(path)
+    return None if _libc_syncfs() is None else GroupCommit(path)
