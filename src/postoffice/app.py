@@ -479,7 +479,8 @@ async def serve(
     if banner:
         _print_banner(config, bound)
     role = {} if prebound is None else {"role": "receiver" if receiver else "main"}
-    log.event("started", data_dir=str(config.data_dir), pid=os.getpid(), **role)
+    loop_name = type(loop).__module__.split(".")[0]  # "uvloop" or "asyncio"
+    log.event("started", data_dir=str(config.data_dir), pid=os.getpid(), loop=loop_name, **role)
     await stop.wait()
     # Stopping already, within a bounded grace: a second SIGTERM (a service manager's, a
     # test's) must not kill the process in the last steps, after the loop has let go.

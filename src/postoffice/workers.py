@@ -49,11 +49,10 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from postoffice.config import Config, parse_hostport
+from postoffice.config import Config
 from postoffice.logs import RoundFlush
-from postoffice.servers.listener import PREBOUND_BACKLOG
+from postoffice.servers.binding import BACKLOG, Endpoint, bind, endpoints
 
 SMTP_ROLES = ("smtp", "submission", "submissions")
 _DELIVERED = b"D "  # a pipe line naming a mailbox delivered to at reception; JSON starts with {
@@ -95,51 +94,17 @@ def smtp_addresses(config: Config) -> dict[str, tuple[str, ...]]:
     }
 
 
-Endpoint = tuple[int, int, int, Any]  # family, type, protocol, socket address
-
-
-def _endpoints(addresses: tuple[str, ...]) -> list[Endpoint]:
-    """What to bind for every address, as asyncio would bind it (all families)."""
-    found: list[Endpoint] = []
-    for text in addresses:
-        host, port = parse_hostport(text)
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        found += [(family, kind, proto, address) for family, kind, proto, _, address in infos]
-    return list(dict.fromkeys(found))
-
-
-def _bind(points: list[Endpoint], *, shared: bool = False) -> list[socket.socket]:
-    """Bound sockets, not yet listening; `shared`: with SO_REUSEPORT, the port shared."""
-    sockets: list[socket.socket] = []
-    try:
-        for family, kind, proto, address in points:
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if shared:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.setblocking(False)
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
-
-
 def _close(ports: dict[str, list[socket.socket]]) -> None:
     for sock in itertools.chain.from_iterable(ports.values()):
         sock.close()
 
 
 def _bind_all(points: dict[str, list[Endpoint]], *, shared: bool) -> dict[str, list[socket.socket]]:
-    """`_bind` for every listener; nothing stays bound when one address fails."""
+    """`bind` for every listener; nothing stays bound when one address fails."""
     bound: dict[str, list[socket.socket]] = {}
     try:
         for name, where in points.items():
-            bound[name] = _bind(where, shared=shared)
+            bound[name] = bind(where, shared=shared)
     except OSError:
         _close(bound)
         raise
@@ -153,7 +118,7 @@ def _ports_for_each(config: Config, processes: int) -> list[dict[str, list[socke
     numbers the shared binds then use (a configured port 0 is chosen once).
     """
     probes = _bind_all(
-        {name: _endpoints(addrs) for name, addrs in smtp_addresses(config).items()}, shared=False
+        {name: endpoints(addrs) for name, addrs in smtp_addresses(config).items()}, shared=False
     )
     points = {
         name: [(sock.family, sock.type, sock.proto, sock.getsockname()) for sock in sockets]
@@ -183,7 +148,7 @@ def prebind_and_fork(
     main, *theirs = _ports_for_each(config, config.workers)
     for ports in theirs:  # connections queue from now on, until the receiver accepts
         for sock in itertools.chain.from_iterable(ports.values()):
-            sock.listen(PREBOUND_BACKLOG)
+            sock.listen(BACKLOG)
     prebound = Prebound(main)
     go_read, prebound.go = os.pipe()
     gc.freeze()  # keep the collector off the imported objects: their pages stay shared

@@ -1,10 +1,18 @@
-"""servers/listener.py: the connection count and the heap trim once the last one closes."""
+"""servers/listener.py: the connection count, the heap trim once the last one closes, and
+implicit TLS (accepted by the listener itself) on both event loops the server runs on."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import socket
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import trustme
+import uvloop
 
 from postoffice.clock import SystemClock
 from postoffice.logs import EventLog
@@ -27,6 +35,32 @@ class _LineSession:
     async def abort(self) -> None: ...
 
 
+def _listener(
+    sock: socket.socket,
+    *,
+    counter: ConnectionCounter | None = None,
+    tls: ssl.SSLContext | None = None,
+    log: io.StringIO | None = None,
+    max_connections: int = 10,
+) -> Listener:
+    port = sock.getsockname()[1]
+    return Listener(
+        "test",
+        (f"127.0.0.1:{port}",),
+        lambda reader, writer, tls: _LineSession(reader, writer),
+        max_connections=max_connections,
+        busy_line=b"busy\r\n",
+        log=EventLog(stream=log if log is not None else io.StringIO()),
+        counter=counter if counter is not None else ConnectionCounter(on_idle=lambda: None),
+        client_limits=ClientLimits(
+            SystemClock(), max_per_ip=10, commands_per_minute=100, messages_per_minute=100
+        ),
+        tls=(lambda: tls) if tls is not None else None,
+        handshake_timeout=5.0,
+        sockets=[sock],
+    )
+
+
 def test_the_heap_is_trimmed_once_the_last_connection_has_closed() -> None:
     asyncio.run(asyncio.wait_for(_last_connection_closes(), 10))
 
@@ -37,19 +71,7 @@ async def _last_connection_closes() -> None:
     counter.TRIM_AFTER = 0.2
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    listener = Listener(
-        "test",
-        (f"127.0.0.1:{port}",),
-        lambda reader, writer, tls: _LineSession(reader, writer),
-        max_connections=10,
-        busy_line=b"busy\r\n",
-        log=EventLog(stream=io.StringIO()),
-        counter=counter,
-        client_limits=ClientLimits(
-            SystemClock(), max_per_ip=10, commands_per_minute=100, messages_per_minute=100
-        ),
-        sockets=[sock],
-    )
+    listener = _listener(sock, counter=counter)
     await listener.start()
     try:
         clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
@@ -70,3 +92,111 @@ async def _last_connection_closes() -> None:
         for _, writer in clients:
             writer.close()
         listener.stop_accepting()
+
+
+# --- implicit TLS (RFC 8314 §3) on asyncio's loop and on uvloop's ------------------------------
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+LOOPS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def run(request: pytest.FixtureRequest) -> Runner:
+    return lambda main: LOOPS[request.param](asyncio.wait_for(main, 10))
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("mx.tls.test").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def test_an_implicit_tls_session_is_served(
+    run: Runner, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    """The client speaks first (its ClientHello): the handshake must still find it."""
+
+    async def main() -> None:
+        sock = socket.create_server(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        listener = _listener(sock, tls=server_tls)
+        await listener.start()
+        try:
+            for _ in range(5):
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=client_tls, server_hostname="mx.tls.test"
+                )
+                assert await reader.readline() == b"hello\r\n"
+                writer.write(b"bye\r\n")
+                assert await reader.read() == b""
+                writer.close()
+        finally:
+            await listener.shutdown(0.1)
+
+    run(main())
+
+
+def test_a_failed_handshake_is_logged_and_frees_its_slot(
+    run: Runner, server_tls: ssl.SSLContext
+) -> None:
+    async def main() -> None:
+        sock = socket.create_server(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        log = io.StringIO()
+        counter = ConnectionCounter(on_idle=lambda: None)
+        listener = _listener(sock, tls=server_tls, log=log, counter=counter)
+        await listener.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"EHLO plaintext.test\r\n" * 10)
+            assert await reader.read() == b""  # no TLS record, no greeting: hung up
+            writer.close()
+            for _ in range(100):
+                if counter.total == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert counter.total == 0
+            assert "tls_failed listener=test client=127.0.0.1:" in log.getvalue()
+        finally:
+            await listener.shutdown(0.1)
+
+    run(main())
+
+
+def test_beyond_the_connection_limit_tls_is_refused_before_any_handshake(
+    run: Runner, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    async def main() -> None:
+        sock = socket.create_server(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        log = io.StringIO()
+        listener = _listener(sock, tls=server_tls, log=log, max_connections=1)
+        await listener.start()
+        try:
+            first = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_tls, server_hostname="mx.tls.test"
+            )
+            assert await first[0].readline() == b"hello\r\n"
+            with pytest.raises((ssl.SSLError, OSError)):
+                await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=client_tls, server_hostname="mx.tls.test"
+                )
+            assert "refused listener=test" in log.getvalue() and "reason=busy" in log.getvalue()
+            first[1].close()
+        finally:
+            await listener.shutdown(0.1)
+
+    run(main())

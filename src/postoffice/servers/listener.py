@@ -7,6 +7,7 @@ give sessions in a transaction a bounded grace period. Closing a connection
 waits a bounded time for it to go: a peer that reads nothing is aborted, and a
 socket handed to TLS is not waited on through its plaintext writer (only the TLS
 layer hears of its end), so every connection frees its slot when it ends.
+Implicit-TLS listeners accept connections themselves (`_accept_tls_on` says why).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from postoffice import heap
 from postoffice.config import parse_hostport
 from postoffice.logs import EventLog
 from postoffice.policy.limits import ClientLimits
-from postoffice.streams import start_tls
+from postoffice.servers import binding
+from postoffice.streams import accept_tls
 from postoffice.tls import describe
 
 
@@ -40,8 +42,6 @@ class Session(Protocol):
         """Grace is over: say goodbye at once and close."""
         ...
 
-
-PREBOUND_BACKLOG = 1024  # the kernel's queue of a socket bound before the fork (workers.py)
 
 # (reader, writer, tls) -> session; `tls` describes an implicit-TLS handshake, "" if none
 SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Session]
@@ -78,13 +78,24 @@ class Listener:
         self.prebound = sockets
         self.sessions: dict[Session, asyncio.Task[None]] = {}
         self.servers: list[asyncio.Server] = []
+        self.accepting: list[asyncio.Task[None]] = []  # implicit TLS: one per socket
+        self.handshakes: set[asyncio.Task[None]] = set()  # implicit TLS, before the session
 
     async def start(self) -> list[str]:
         """Bind every address; return them as "addr:port" for the start-up banner."""
+        if self.tls is not None:
+            sockets = self.prebound
+            if sockets is None:
+                sockets = binding.bind(binding.endpoints(self.addresses))
+            for sock in sockets:
+                sock.setblocking(False)
+                sock.listen(binding.BACKLOG)
+                self.accepting.append(asyncio.create_task(self._accept_tls_on(sock)))
+            return list(self.addresses)
         if self.prebound is not None:
             for sock in self.prebound:  # this process's own (workers.py): listening now
                 server = await asyncio.start_server(
-                    self._accept, sock=sock, limit=1 << 16, backlog=PREBOUND_BACKLOG
+                    self._accept, sock=sock, limit=1 << 16, backlog=binding.BACKLOG
                 )
                 self.servers.append(server)
             return list(self.addresses)
@@ -97,58 +108,100 @@ class Listener:
         return bound
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A plaintext connection, accepted by asyncio's server."""
         peer = writer.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not await self._admit(ip, peer, writer):
+            return
+        try:
+            await self._serve(self.factory(reader, writer, ""))
+        finally:
+            await _close(writer, self.handshake_timeout)  # the plaintext one, after STARTTLS
+            self._closed(ip)
+
+    async def _accept_tls_on(self, sock: socket.socket) -> None:
+        """Accept implicit-TLS connections on `sock` until cancelled.
+
+        Not asyncio's server, which reads from a connection as soon as it is accepted:
+        under uvloop the ClientHello then lands in a plaintext reader before the TLS
+        layer exists, and the handshake waits forever for bytes already consumed
+        (MagicStack/uvloop#707). A socket accepted here is handed straight to the TLS
+        layer, after the connection limits, as the plaintext listeners check them.
+        """
+        loop = asyncio.get_running_loop()
+        with sock:
+            while True:
+                try:
+                    conn, peer = await loop.sock_accept(sock)
+                except OSError as exc:  # out of file descriptors or memory: back off
+                    self.log.warning("accept_failed", listener=self.name, error=str(exc))
+                    await asyncio.sleep(1.0)
+                    continue
+                task = asyncio.create_task(self._accept_tls(conn, peer))
+                self.handshakes.add(task)
+                task.add_done_callback(self.handshakes.discard)
+
+    async def _accept_tls(self, conn: socket.socket, peer: object) -> None:
+        """An accepted implicit-TLS connection (RFC 8314 §3): the handshake comes first."""
+        ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not await self._admit(ip, peer, None):
+            conn.close()
+            return
+        try:
+            assert self.tls is not None
+            try:
+                reader, writer = await accept_tls(conn, self.tls(), timeout=self.handshake_timeout)
+            except (OSError, TimeoutError) as exc:
+                conn.close()
+                error = str(exc) or repr(exc)
+                self.log.event("tls_failed", listener=self.name, client=_peer(peer), error=error)
+                return
+            described = describe(writer.get_extra_info("ssl_object"))
+            await self._serve(self.factory(reader, writer, described))
+        finally:
+            self._closed(ip)
+
+    async def _admit(self, ip: str, peer: object, writer: asyncio.StreamWriter | None) -> bool:
+        """Count a new connection in, or refuse it (False) when a limit is reached."""
         if self.counter.total >= self.max_connections:
             await self._refuse(writer, peer, "busy")
-            return
+            return False
         if not self.client_limits.connection_opened(ip):
             await self._refuse(writer, peer, "too many connections from this address")
-            return
+            return False
         self.counter.opened()
-        plaintext = writer
-        try:
-            described = ""
-            if self.tls is not None:
-                try:
-                    reader, writer = await start_tls(
-                        writer, self.tls(), server_side=True, timeout=self.handshake_timeout
-                    )
-                except (OSError, TimeoutError) as exc:
-                    self.log.event(
-                        "tls_failed",
-                        listener=self.name,
-                        client=_peer(peer),
-                        error=str(exc) or repr(exc),
-                    )
-                    return
-                described = describe(writer.get_extra_info("ssl_object"))
-            session = self.factory(reader, writer, described)
-            task = asyncio.current_task()
-            assert task is not None
-            self.sessions[session] = task
-            try:
-                await session.run()
-            finally:
-                self.sessions.pop(session, None)
-                await _close(session.writer, self.handshake_timeout)
-        finally:
-            self.counter.closed()
-            self.client_limits.connection_closed(ip)
-            await _close(plaintext, self.handshake_timeout)
+        return True
 
-    async def _refuse(self, writer: asyncio.StreamWriter, peer: object, reason: str) -> None:
-        """Say the protocol's "busy" line in plaintext and hang up."""
+    def _closed(self, ip: str) -> None:
+        self.counter.closed()
+        self.client_limits.connection_closed(ip)
+
+    async def _serve(self, session: Session) -> None:
+        """Run `session` to its end, tracked for shutdown, and close its connection."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions[session] = task
+        try:
+            await session.run()
+        finally:
+            self.sessions.pop(session, None)
+            await _close(session.writer, self.handshake_timeout)
+
+    async def _refuse(self, writer: asyncio.StreamWriter | None, peer: object, reason: str) -> None:
+        """Say the protocol's "busy" line in plaintext and hang up (TLS: just hang up)."""
         self.log.warning("refused", listener=self.name, client=_peer(peer), reason=reason)
-        if self.tls is None:
-            with contextlib.suppress(OSError):
-                writer.write(self.busy_line)
-                await writer.drain()
+        if writer is None:
+            return
+        with contextlib.suppress(OSError):
+            writer.write(self.busy_line)
+            await writer.drain()
         await _close(writer, self.handshake_timeout)
 
     def stop_accepting(self) -> None:
         for server in self.servers:
             server.close()
+        for task in self.accepting:
+            task.cancel()
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, let transactions finish within `grace` seconds, then close all."""
@@ -159,11 +212,12 @@ class Listener:
         for session in list(self.sessions):
             await session.abort()
         await _wait_tasks(list(self.sessions.values()), 2.0)
-        for task in self.sessions.values():
+        for task in [*self.sessions.values(), *self.handshakes]:
             task.cancel()
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        await asyncio.gather(*self.accepting, return_exceptions=True)  # their sockets closed
 
 
 class ConnectionCounter:
@@ -199,10 +253,11 @@ class ConnectionCounter:
 
 async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
     """Close `writer` and wait, at most `timeout` seconds, until its connection is gone."""
-    writer.close()
-    if not isinstance(writer.transport.get_protocol(), asyncio.StreamReaderProtocol):
-        # The transport was handed to TLS: its end reaches the TLS layer, never this
-        # writer's protocol, so wait_closed() would wait forever.
+    if not writer.transport.is_closing():
+        writer.close()  # once: a second close() of asyncio's TLS transport drops its protocol
+    if _handed_to_tls(writer):
+        # Its end reaches the TLS layer, never this writer's protocol, so wait_closed()
+        # would wait forever.
         return
     try:
         async with asyncio.timeout(timeout):
@@ -211,6 +266,14 @@ async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
         writer.transport.abort()  # a peer that reads nothing would keep the socket forever
     except (OSError, asyncio.CancelledError, ssl.SSLError):
         pass
+
+
+def _handed_to_tls(writer: asyncio.StreamWriter) -> bool:
+    """Whether `writer` is the plaintext writer of a connection that went on over TLS."""
+    try:
+        return not isinstance(writer.transport.get_protocol(), asyncio.StreamReaderProtocol)
+    except AttributeError:  # asyncio's TLS transport, closed twice: TLS itself, never handed
+        return False
 
 
 async def _wait_tasks(tasks: list[asyncio.Task[None]], timeout: float) -> None:
