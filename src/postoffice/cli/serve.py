@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,17 +18,21 @@ if TYPE_CHECKING:
     from postoffice.workers import Prebound, ReceiverSide
 
 
-def run_loop(main: Coroutine[Any, Any, int]) -> int:
-    """`asyncio.run`, on uvloop's event loop when uvloop is installed (the `uvloop` extra).
+Runner = Callable[[Coroutine[Any, Any, int]], int]
+
+
+def loop_runner() -> Runner:
+    """`asyncio.run`, or uvloop's when uvloop is installed (the `uvloop` extra).
 
     uvloop does the loop's own work (polling, socket calls, timers, transports) in C:
-    docs/performance.md has what it buys.
+    docs/performance.md has what it buys. Called before the receivers fork, so that
+    they share the pages of its import with the main process.
     """
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+        return asyncio.run
+    return uvloop.run
 
 
 @click.command()
@@ -46,6 +50,8 @@ def serve(config_path: Path | None, data_dir: Path | None, log_format: str | Non
     from postoffice.app import prepare_data_dir
     from postoffice.app import serve as run_server  # the whole server: only when serving
     from postoffice.workers import prebind_and_fork
+
+    run_loop = loop_runner()
 
     def receiver(prebound: Prebound, side: ReceiverSide) -> int:
         try:
