@@ -42,6 +42,7 @@ def _listener(
     tls: ssl.SSLContext | None = None,
     log: io.StringIO | None = None,
     max_connections: int = 10,
+    max_per_ip: int = 10,
 ) -> Listener:
     port = sock.getsockname()[1]
     return Listener(
@@ -53,7 +54,7 @@ def _listener(
         log=EventLog(stream=log if log is not None else io.StringIO()),
         counter=counter if counter is not None else ConnectionCounter(on_idle=lambda: None),
         client_limits=ClientLimits(
-            SystemClock(), max_per_ip=10, commands_per_minute=100, messages_per_minute=100
+            SystemClock(), max_per_ip=max_per_ip, commands_per_minute=1000, messages_per_minute=100
         ),
         tls=(lambda: tls) if tls is not None else None,
         handshake_timeout=5.0,
@@ -94,7 +95,7 @@ async def _last_connection_closes() -> None:
         listener.stop_accepting()
 
 
-# --- implicit TLS (RFC 8314 §3) on asyncio's loop and on uvloop's ------------------------------
+# --- on asyncio's loop and on uvloop's -------------------------------------------------------
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
 LOOPS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
@@ -122,6 +123,28 @@ def client_tls(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return context
+
+
+def test_a_client_at_its_limit_may_reconnect_as_soon_as_it_has_closed(run: Runner) -> None:
+    """One connection per address: closing it and opening the next at once is no excess,
+    though the server learns of the close a few turns of its loop later."""
+
+    async def main() -> None:
+        sock = socket.create_server(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        log = io.StringIO()
+        listener = _listener(sock, log=log, max_per_ip=1)
+        await listener.start()
+        try:
+            for _ in range(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                assert await reader.readline() == b"hello\r\n"
+                writer.close()  # gone without a word: the server sees the end of the stream
+            assert "refused" not in log.getvalue()
+        finally:
+            await listener.shutdown(0.1)
+
+    run(main())
 
 
 def test_an_implicit_tls_session_is_served(

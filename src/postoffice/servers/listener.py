@@ -43,6 +43,8 @@ class Session(Protocol):
         ...
 
 
+ADMIT_GRACE = 0.05  # seconds a connection at a limit waits for closed ones to be counted out
+
 # (reader, writer, tls) -> session; `tls` describes an implicit-TLS handshake, "" if none
 SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Session]
 
@@ -79,7 +81,7 @@ class Listener:
         self.sessions: dict[Session, asyncio.Task[None]] = {}
         self.servers: list[asyncio.Server] = []
         self.accepting: list[asyncio.Task[None]] = []  # implicit TLS: one per socket
-        self.handshakes: set[asyncio.Task[None]] = set()  # implicit TLS, before the session
+        self.tls_tasks: set[asyncio.Task[None]] = set()  # implicit TLS: each connection's
 
     async def start(self) -> list[str]:
         """Bind every address; return them as "addr:port" for the start-up banner."""
@@ -138,8 +140,8 @@ class Listener:
                     await asyncio.sleep(1.0)
                     continue
                 task = asyncio.create_task(self._accept_tls(conn, peer))
-                self.handshakes.add(task)
-                task.add_done_callback(self.handshakes.discard)
+                self.tls_tasks.add(task)
+                task.add_done_callback(self.tls_tasks.discard)
 
     async def _accept_tls(self, conn: socket.socket, peer: object) -> None:
         """An accepted implicit-TLS connection (RFC 8314 §3): the handshake comes first."""
@@ -162,15 +164,29 @@ class Listener:
             self._closed(ip)
 
     async def _admit(self, ip: str, peer: object, writer: asyncio.StreamWriter | None) -> bool:
-        """Count a new connection in, or refuse it (False) when a limit is reached."""
-        if self.counter.total >= self.max_connections:
-            await self._refuse(writer, peer, "busy")
-            return False
-        if not self.client_limits.connection_opened(ip):
-            await self._refuse(writer, peer, "too many connections from this address")
+        """Count a new connection in, or refuse it (False) when a limit is reached.
+
+        At a limit, the refusal waits `ADMIT_GRACE` and looks again: a client that closed a
+        connection and at once opened the next is still counted for the old one until the
+        loop has seen it close, a few turns of the loop later (more of them under uvloop).
+        """
+        reason = self._at_limit(ip)
+        if reason is not None:
+            await asyncio.sleep(ADMIT_GRACE)
+            reason = self._at_limit(ip)
+        if reason is not None:
+            await self._refuse(writer, peer, reason)
             return False
         self.counter.opened()
         return True
+
+    def _at_limit(self, ip: str) -> str | None:
+        """Why a connection from `ip` cannot be taken now; None: taken (its slot counted)."""
+        if self.counter.total >= self.max_connections:
+            return "busy"
+        if not self.client_limits.connection_opened(ip):
+            return "too many connections from this address"
+        return None
 
     def _closed(self, ip: str) -> None:
         self.counter.closed()
@@ -212,7 +228,7 @@ class Listener:
         for session in list(self.sessions):
             await session.abort()
         await _wait_tasks(list(self.sessions.values()), 2.0)
-        for task in [*self.sessions.values(), *self.handshakes]:
+        for task in [*self.sessions.values(), *self.tls_tasks]:
             task.cancel()
         for server in self.servers:
             with contextlib.suppress(Exception):
