@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from postoffice.testing.server import ServerProcess
 
@@ -30,6 +32,20 @@ def require_tool(name: str) -> str:
             pytest.fail(f"CI=true and {message}")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A certificate authority of the tests' own (trustme)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_tls(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """A server's TLS context with a certificate for mx.tls.test from `tls_ca`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("mx.tls.test").configure_cert(context)
+    return context
 
 
 @pytest.fixture

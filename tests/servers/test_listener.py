@@ -4,10 +4,11 @@ implicit TLS (accepted by the listener itself) on both event loops the server ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import socket
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -62,6 +63,18 @@ def _listener(
     )
 
 
+@contextlib.asynccontextmanager
+async def serving(**options: Any) -> AsyncIterator[int]:
+    """A started `_listener(..., **options)` on a free loopback port: that port."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    listener = _listener(sock, **options)
+    await listener.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        await listener.shutdown(0.1)
+
+
 def test_the_heap_is_trimmed_once_the_last_connection_has_closed() -> None:
     asyncio.run(asyncio.wait_for(_last_connection_closes(), 10))
 
@@ -107,21 +120,9 @@ def run(request: pytest.FixtureRequest) -> Runner:
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("mx.tls.test").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+def client_tls(tls_ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
-    ca.configure_trust(context)
+    tls_ca.configure_trust(context)
     return context
 
 
@@ -130,19 +131,13 @@ def test_a_client_at_its_limit_may_reconnect_as_soon_as_it_has_closed(run: Runne
     though the server learns of the close a few turns of its loop later."""
 
     async def main() -> None:
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
         log = io.StringIO()
-        listener = _listener(sock, log=log, max_per_ip=1)
-        await listener.start()
-        try:
+        async with serving(log=log, max_per_ip=1) as port:
             for _ in range(20):
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 assert await reader.readline() == b"hello\r\n"
                 writer.close()  # gone without a word: the server sees the end of the stream
             assert "refused" not in log.getvalue()
-        finally:
-            await listener.shutdown(0.1)
 
     run(main())
 
@@ -153,11 +148,7 @@ def test_an_implicit_tls_session_is_served(
     """The client speaks first (its ClientHello): the handshake must still find it."""
 
     async def main() -> None:
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        listener = _listener(sock, tls=server_tls)
-        await listener.start()
-        try:
+        async with serving(tls=server_tls) as port:
             for _ in range(5):
                 reader, writer = await asyncio.open_connection(
                     "127.0.0.1", port, ssl=client_tls, server_hostname="mx.tls.test"
@@ -166,8 +157,6 @@ def test_an_implicit_tls_session_is_served(
                 writer.write(b"bye\r\n")
                 assert await reader.read() == b""
                 writer.close()
-        finally:
-            await listener.shutdown(0.1)
 
     run(main())
 
@@ -176,13 +165,9 @@ def test_a_failed_handshake_is_logged_and_frees_its_slot(
     run: Runner, server_tls: ssl.SSLContext
 ) -> None:
     async def main() -> None:
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
         log = io.StringIO()
         counter = ConnectionCounter(on_idle=lambda: None)
-        listener = _listener(sock, tls=server_tls, log=log, counter=counter)
-        await listener.start()
-        try:
+        async with serving(tls=server_tls, log=log, counter=counter) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"EHLO plaintext.test\r\n" * 10)
             assert await reader.read() == b""  # no TLS record, no greeting: hung up
@@ -193,8 +178,6 @@ def test_a_failed_handshake_is_logged_and_frees_its_slot(
                 await asyncio.sleep(0.01)
             assert counter.total == 0
             assert "tls_failed listener=test client=127.0.0.1:" in log.getvalue()
-        finally:
-            await listener.shutdown(0.1)
 
     run(main())
 
@@ -203,12 +186,8 @@ def test_beyond_the_connection_limit_tls_is_refused_before_any_handshake(
     run: Runner, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
     async def main() -> None:
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
         log = io.StringIO()
-        listener = _listener(sock, tls=server_tls, log=log, max_connections=1)
-        await listener.start()
-        try:
+        async with serving(tls=server_tls, log=log, max_connections=1) as port:
             first = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client_tls, server_hostname="mx.tls.test"
             )
@@ -219,7 +198,5 @@ def test_beyond_the_connection_limit_tls_is_refused_before_any_handshake(
                 )
             assert "refused listener=test" in log.getvalue() and "reason=busy" in log.getvalue()
             first[1].close()
-        finally:
-            await listener.shutdown(0.1)
 
     run(main())
