@@ -135,6 +135,8 @@ class Listener:
             while True:
                 try:
                     conn, peer = await loop.sock_accept(sock)
+                except ConnectionError:  # the client gave up before it was accepted
+                    continue
                 except OSError as exc:  # out of file descriptors or memory: back off
                     self.log.warning("accept_failed", listener=self.name, error=str(exc))
                     await asyncio.sleep(1.0)
