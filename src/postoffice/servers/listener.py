@@ -112,7 +112,7 @@ class Listener:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A plaintext connection, accepted by asyncio's server."""
         peer = writer.get_extra_info("peername")
-        ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        ip = _ip(peer)
         if not await self._admit(ip, peer, writer):
             return
         try:
@@ -147,7 +147,7 @@ class Listener:
 
     async def _accept_tls(self, conn: socket.socket, peer: object) -> None:
         """An accepted implicit-TLS connection (RFC 8314 §3): the handshake comes first."""
-        ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        ip = _ip(peer)
         if not await self._admit(ip, peer, None):
             conn.close()
             return
@@ -297,6 +297,11 @@ def _handed_to_tls(writer: asyncio.StreamWriter) -> bool:
 async def _wait_tasks(tasks: list[asyncio.Task[None]], timeout: float) -> None:
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
+
+
+def _ip(peer: object) -> str:
+    """The address of a peer name, "" when it has none (per-address limits)."""
+    return str(peer[0]) if isinstance(peer, tuple) else ""
 
 
 def _peer(peer: object) -> str:
